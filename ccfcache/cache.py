@@ -1,0 +1,247 @@
+"""The `Cache` facade: one object tying settings, index, blob store, sources and fetcher, which
+the CLI and analysis scripts use (`Cache().path(name)` fetches on first use)."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .config import load_settings, read_config_file, write_config_file
+from .errors import CacheError, UnknownConstituent
+from .layout import Layout
+from .names import canonical_name
+from .progress import NullProgress, Progress
+
+if TYPE_CHECKING:
+    from .fetcher import Fetcher
+    from .index import Index
+    from .sources import Source
+    from .store import BlobStore
+    from .sync import SyncReport
+
+
+def normalise_source(url: str) -> str:
+    """One spelling per source: http(s) URLs end with '/', folders are absolute paths."""
+    if url.startswith(("http://", "https://")):
+        return url if url.endswith("/") else url + "/"
+    if url.startswith("file://"):
+        return url
+    return str(Path(url).expanduser().absolute())
+
+
+class Cache:
+    """A ccfcache cache folder: `sync`, `path`, `fetch`, `open`, `ls`, `stats`, `cif`."""
+
+    def __init__(
+        self,
+        cache_dir: str | os.PathLike[str] | None = None,
+        *,
+        sources: list[str] | None = None,
+        workers: int | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.settings = load_settings(cache_dir, workers=workers)
+        if sources:
+            self.settings.sources = [normalise_source(s) for s in sources]
+        else:
+            self.settings.sources = [normalise_source(s) for s in self.settings.sources]
+        self.layout = Layout(self.settings.cache_dir)
+        self.progress = progress or NullProgress()
+        self._index: Index | None = None
+        self._sources: dict[str, Source] | None = None
+
+    # -- plumbing ---------------------------------------------------------------------------
+    @property
+    def root(self) -> Path:
+        return self.layout.root
+
+    def _ensure_folders(self) -> None:
+        for folder in self.layout.folders():
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise CacheError(
+                    f"cannot create the cache folder {folder}: {exc.strerror}; "
+                    "use --cache-dir or $CCFCACHE_DIR to choose a writable place"
+                ) from exc
+        if not os.access(self.layout.root, os.W_OK):
+            raise CacheError(f"the cache folder {self.layout.root} is not writable")
+
+    @property
+    def index(self) -> Index:
+        if self._index is None:
+            from .index import Index
+
+            self._ensure_folders()
+            self._index = Index(self.layout.db)
+        return self._index
+
+    @property
+    def store(self) -> BlobStore:
+        from .store import BlobStore
+
+        return BlobStore(self.layout)
+
+    def sources(self) -> dict[str, Source]:
+        """The configured sources, opened once."""
+        if self._sources is None:
+            from .sources import open_source
+
+            s = self.settings
+            self._sources = {
+                url: open_source(url, timeout=s.timeout, retries=s.retries, backoff=s.backoff,
+                                 pool=max(s.workers, 4))
+                for url in s.sources
+            }
+        return self._sources
+
+    def fetcher(self) -> Fetcher:
+        from .fetcher import Fetcher
+
+        return Fetcher(self.index, self.store, self.sources(), workers=self.settings.workers,
+                       progress=self.progress)
+
+    def close(self) -> None:
+        """Close the index and the HTTP connections."""
+        if self._sources:
+            for source in self._sources.values():
+                source.close()
+            self._sources = None
+        if self._index is not None:
+            self._index.close()
+            self._index = None
+
+    def __enter__(self) -> Cache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- sync -------------------------------------------------------------------------------
+    def sync(
+        self,
+        sources: list[str] | None = None,
+        *,
+        dry_run: bool = False,
+        max_delete: int | None = None,
+        force: bool = False,
+    ) -> SyncReport:
+        """Reconcile the index with the sources' listings (remembering new `sources`)."""
+        from .sync import sync
+
+        if sources:
+            chosen = [normalise_source(s) for s in sources]
+            if chosen != self.settings.sources and self._sources:
+                for source in self._sources.values():
+                    source.close()
+                self._sources = None
+            self.settings.sources = chosen
+        index = self.index
+        report = sync(index, list(self.sources().values()), workers=self.settings.workers,
+                      dry_run=dry_run, max_delete=max_delete, force=force,
+                      progress=self.progress)
+        if sources and not dry_run:
+            config = read_config_file(self.root)
+            config["sources"] = self.settings.sources
+            write_config_file(self.root, config)
+        return report
+
+    def _synced_once(self) -> bool:
+        return bool(self.index.query("SELECT 1 FROM sources WHERE listed_at IS NOT NULL"))
+
+    # -- lookups ----------------------------------------------------------------------------
+    def current_version(self, name: str) -> dict:
+        """The version of `name` that the sources list now (syncing once if never synced)."""
+        name = canonical_name(name)
+        rows = self.index.current_versions([name])
+        if not rows and not self._synced_once():
+            self.sync()
+            rows = self.index.current_versions([name])
+        if not rows:
+            known = self.index.query(
+                "SELECT withdrawn_at FROM constituents WHERE name = ?", (name,)
+            )
+            if known:
+                raise UnknownConstituent(f"{name} was withdrawn from the archive")
+            raise UnknownConstituent(
+                f"{name} is not listed by any source (run `ccfcache sync`, or check the name)"
+            )
+        return rows[0]
+
+    def path(self, name: str) -> Path:
+        """The local path of constituent `name`, fetched first if needed."""
+        from .fastpath import local_path
+
+        canonical = canonical_name(name)
+        hit = local_path(self.layout, canonical)
+        if hit is not None:
+            return Path(hit)
+        return self.fetch([canonical])[canonical]
+
+    def fetch(self, names: list[str]) -> dict[str, Path]:
+        """Fetch the current content of each name (in parallel); return their paths."""
+        from .errors import FetchError
+
+        versions = [self.current_version(n) for n in names]
+        paths, failures = self.fetcher().fetch_many(versions)
+        if failures:
+            first = next(iter(failures.values()))
+            more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+            raise FetchError(first + more)
+        return {v["name"]: paths[v["id"]] for v in versions}
+
+    def open(self, name: str, **kwargs: Any):
+        """The constituent as an astropy HDUList (fetched first if needed)."""
+        from astropy.io import fits
+
+        return fits.open(self.path(name), **kwargs)
+
+    def ls(self, pattern: str | None = None) -> list[dict]:
+        """Constituents known to the index, with status and whether their bytes are local."""
+        rows = self.index.query(
+            "SELECT c.name, c.scope, c.typeid, c.issue, c.withdrawn_at, "
+            "v.id AS version_id, v.size, v.subdate, v.xxh3, v.header_error, "
+            "(SELECT count(*) FROM listings l2 WHERE l2.name = c.name) AS sources "
+            "FROM constituents c LEFT JOIN versions v ON v.id = ("
+            "  SELECT l.version_id FROM listings l JOIN versions v2 ON v2.id = l.version_id "
+            "  WHERE l.name = c.name ORDER BY v2.subdate DESC LIMIT 1) "
+            "ORDER BY c.name"
+        )
+        if pattern:
+            wanted = pattern.upper()
+            if not any(ch in wanted for ch in "*?["):
+                wanted = f"*{wanted}*"
+            rows = [r for r in rows if fnmatch.fnmatchcase(r["name"], wanted)]
+        store = self.store
+        for row in rows:
+            row["status"] = "withdrawn" if row["withdrawn_at"] else "listed"
+            row["local"] = bool(row["xxh3"]) and store.has(row["xxh3"], row["size"])
+        return rows
+
+    def stats(self) -> dict:
+        """Counts and bytes: listed, stored, and saved by storing each content once."""
+        q = self.index.query
+        listed = q("SELECT count(*) AS n FROM constituents WHERE withdrawn_at IS NULL")[0]["n"]
+        withdrawn = q("SELECT count(*) AS n FROM constituents WHERE withdrawn_at IS NOT NULL")
+        blobs = q("SELECT count(*) AS n, coalesce(sum(size), 0) AS bytes FROM blobs")[0]
+        listed_bytes = q(
+            "SELECT coalesce(sum(v.size), 0) AS b FROM listings l "
+            "JOIN versions v ON v.id = l.version_id"
+        )[0]["b"]
+        served = q(
+            "SELECT coalesce(sum(v.size), 0) AS b FROM listings l "
+            "JOIN versions v ON v.id = l.version_id WHERE v.xxh3 IS NOT NULL"
+        )[0]["b"]
+        return {
+            "cache_dir": str(self.root),
+            "sources": self.settings.sources,
+            "constituents_listed": listed,
+            "constituents_withdrawn": withdrawn[0]["n"],
+            "versions_known": q("SELECT count(*) AS n FROM versions")[0]["n"],
+            "contents_stored": blobs["n"],
+            "bytes_stored": blobs["bytes"],
+            "bytes_listed": listed_bytes,
+            "bytes_saved_by_dedup": max(0, served - blobs["bytes"]),
+        }

@@ -1,0 +1,214 @@
+"""The typer command line: parse arguments, call the library, print (rich or --json).
+
+No logic lives here; every command opens a `Cache`, calls one method and turns a
+`CcfCacheError` into a one-line message on stderr with exit status 1.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .errors import CcfCacheError
+
+app = typer.Typer(
+    help="A lazy, content-addressed cache of XMM-Newton calibration files (CCF).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+CacheDir = Annotated[
+    Path | None,
+    typer.Option("--cache-dir", help="Cache folder (default: $CCFCACHE_DIR, else the user cache)."),
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print a one-line error and exit non-zero."""
+    typer.echo(f"ccfcache: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def open_cache(cache_dir: Path | None, *, progress: bool = True, **kwargs: Any) -> Iterator:
+    """A Cache for one command; library errors become one-line CLI errors."""
+    from .cache import Cache
+    from .progress import NullProgress, RichProgress
+
+    try:
+        bar = RichProgress() if progress and sys.stderr.isatty() else NullProgress()
+        with Cache(cache_dir, progress=bar, **kwargs) as cache:
+            yield cache
+    except CcfCacheError as exc:
+        fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+
+
+def print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def print_table(columns: list[str], rows: list[list[Any]], title: str | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*columns, title=title)
+    for row in rows:
+        table.add_row(*[("" if v is None else str(v)) for v in row])
+    Console().print(table)
+
+
+def _human(size: int | None) -> str:
+    if size is None:
+        return "?"
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{size} B"
+
+
+# -- commands ---------------------------------------------------------------------------------
+@app.command()
+def sync(
+    source: Annotated[
+        list[str] | None,
+        typer.Option("--source", help="Source URL or folder (repeatable; remembered)."),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change.")] = False,
+    max_delete: Annotated[
+        int | None, typer.Option("--max-delete", help="Allow withdrawing up to N names.")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Skip the withdrawal safety check.")
+    ] = False,
+    cache_dir: CacheDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Read the sources' listings and the headers of new or changed constituents."""
+    with open_cache(cache_dir) as cache:
+        report = cache.sync(source, dry_run=dry_run, max_delete=max_delete, force=force)
+    if as_json:
+        print_json(report.as_dict())
+    else:
+        for url, count in report.sources.items():
+            typer.echo(f"{url}: {count} constituents listed")
+        prefix = "would read" if dry_run else "read"
+        count = len(report.plan_to_read) if dry_run else report.read
+        typer.echo(
+            f"{prefix} {count} headers, {report.unchanged} unchanged, "
+            f"{len(report.new_versions)} new contents, {len(report.withdrawn)} withdrawn"
+        )
+        for name in report.withdrawn[:20]:
+            typer.echo(f"  withdrawn: {name}")
+        for message in report.header_errors:
+            typer.echo(f"warning: {message}", err=True)
+        for url, names in report.rejected.items():
+            typer.echo(f"note: {url} lists {len(names)} entries that are not constituents",
+                       err=True)
+    if report.failures:
+        for message in report.failures:
+            typer.echo(f"ccfcache: error: {message}", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+def fetch(
+    names: Annotated[list[str], typer.Argument(help="Constituent names.")],
+    cache_dir: CacheDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Download constituents now (in parallel) and print their local paths."""
+    with open_cache(cache_dir) as cache:
+        paths = cache.fetch(names)
+    if as_json:
+        print_json({name: str(path) for name, path in paths.items()})
+    else:
+        for name, path in paths.items():
+            typer.echo(f"{name}\t{path}")
+
+
+@app.command()
+def path(
+    names: Annotated[list[str], typer.Argument(help="Constituent names.")],
+    cache_dir: CacheDir = None,
+) -> None:
+    """Print the local path of each constituent, fetching it first if needed."""
+    with open_cache(cache_dir) as cache:
+        found = [cache.path(name) for name in names]
+    for item in found:
+        typer.echo(str(item))
+
+
+@app.command(name="ls")
+def ls_command(
+    pattern: Annotated[str | None, typer.Argument(help="Glob or substring, e.g. 'EPN_*'.")] = None,
+    cache_dir: CacheDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List the constituents the index knows, with status and local presence."""
+    with open_cache(cache_dir, progress=False) as cache:
+        rows = cache.ls(pattern)
+    if as_json:
+        keys = ("name", "scope", "typeid", "issue", "size", "subdate", "status", "local",
+                "sources", "xxh3")
+        print_json([{k: r[k] for k in keys} for r in rows])
+        return
+    print_table(
+        ["name", "size", "subdate", "status", "local"],
+        [[r["name"], _human(r["size"]), r["subdate"], r["status"], "yes" if r["local"] else ""]
+         for r in rows],
+    )
+
+
+@app.command()
+def stats(cache_dir: CacheDir = None, as_json: JsonFlag = False) -> None:
+    """Counts and bytes: constituents listed, contents stored, bytes saved by dedup."""
+    with open_cache(cache_dir, progress=False) as cache:
+        data = cache.stats()
+    if as_json:
+        print_json(data)
+        return
+    for key, value in data.items():
+        shown = _human(value) if key.startswith("bytes") else value
+        typer.echo(f"{key.replace('_', ' ')}: {shown}")
+
+
+@app.command()
+def demo(
+    workdir: Annotated[
+        Path | None, typer.Option("--workdir", help="Where to put the demo archive and cache.")
+    ] = None,
+    scale: Annotated[float, typer.Option(help="Shrink real sizes by this factor.")] = 200.0,
+) -> None:
+    """Generate a small archive, serve it on 127.0.0.1 and run the main job against it."""
+    from .demo.run import run_demo
+
+    try:
+        run_demo(workdir, scale=scale, echo=typer.echo)
+    except CcfCacheError as exc:
+        fail(str(exc))
+
+
+def run() -> None:
+    """Run the CLI (console script target)."""
+    app()
+
+
+def command_names() -> list[str]:
+    """Every command name (used by the docs test)."""
+    names = []
+    for info in app.registered_commands:
+        callback: Callable = info.callback  # type: ignore[assignment]
+        names.append(info.name or callback.__name__.replace("_", "-"))
+    return names

@@ -1,0 +1,103 @@
+"""Read the configuration in one place: arguments, then CCFCACHE_* variables, then the cache's
+config file, then the platform default. Everything else receives a `Settings` object."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import CacheError, UsageError
+
+ESA_FULL = "https://sasdev-xmm.esac.esa.int/pub/ccf/constituents/"
+ESA_VALID = "https://sasdev-xmm.esac.esa.int/pub/ccf/valid_constituents/"
+DEFAULT_SOURCES = (ESA_FULL, ESA_VALID)
+CONFIG_NAME = "config.json"
+
+
+@dataclass
+class Settings:
+    """Everything a cache needs to know, resolved once."""
+
+    cache_dir: Path
+    sources: list[str] = field(default_factory=lambda: list(DEFAULT_SOURCES))
+    workers: int = 8
+    timeout: float = 30.0
+    retries: int = 4
+    backoff: float = 0.5
+
+
+def default_cache_dir() -> Path:
+    """The platform's per-user cache folder for ccfcache."""
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("ccfcache", appauthor=False))
+
+
+def resolve_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """`cache_dir`, else $CCFCACHE_DIR, else the platform user cache folder."""
+    if cache_dir:
+        return Path(cache_dir).expanduser().absolute()
+    env = os.environ.get("CCFCACHE_DIR")
+    if env:
+        return Path(env).expanduser().absolute()
+    return default_cache_dir()
+
+
+def read_config_file(cache_dir: Path) -> dict:
+    """The cache's config.json as a dict ({} when absent); a broken file is a CacheError."""
+    path = cache_dir / CONFIG_NAME
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise CacheError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CacheError(f"{path} is not valid JSON ({exc.msg}); fix or delete it") from exc
+    if not isinstance(data, dict):
+        raise CacheError(f"{path} must hold a JSON object")
+    return data
+
+
+def write_config_file(cache_dir: Path, data: dict) -> None:
+    """Write config.json atomically (temporary file, then rename)."""
+    path = cache_dir / CONFIG_NAME
+    tmp = path.with_name(f".{CONFIG_NAME}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise UsageError(f"${name} must be a whole number, not {value!r}") from None
+    if number < 1:
+        raise UsageError(f"${name} must be at least 1")
+    return number
+
+
+def load_settings(
+    cache_dir: str | os.PathLike[str] | None = None,
+    *,
+    sources: list[str] | None = None,
+    workers: int | None = None,
+) -> Settings:
+    """Resolve the settings for one cache from arguments, environment and config file."""
+    root = resolve_cache_dir(cache_dir)
+    config = read_config_file(root) if root.is_dir() else {}
+    chosen_sources = sources or config.get("sources") or list(DEFAULT_SOURCES)
+    return Settings(
+        cache_dir=root,
+        sources=[str(s) for s in chosen_sources],
+        workers=workers or _env_int("CCFCACHE_WORKERS", int(config.get("workers", 8))),
+        timeout=float(config.get("timeout", 30.0)),
+        retries=int(config.get("retries", 4)),
+    )

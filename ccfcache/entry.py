@@ -1,0 +1,46 @@
+"""The `ccfcache` console script: answers a warm `ccfcache path NAME...` with the standard
+library alone, and hands everything else to the typer CLI."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def _fast_path(argv: list[str]) -> int | None:
+    """Print the paths of already-stored names; None when the full CLI is needed."""
+    if len(argv) < 2 or argv[0] != "path" or any(a.startswith("-") for a in argv[1:]):
+        return None
+    from .config import default_cache_dir
+    from .errors import InvalidName
+    from .fastpath import local_path
+    from .layout import Layout
+    from .names import canonical_name
+
+    env = os.environ.get("CCFCACHE_DIR")
+    if env:
+        root = os.path.abspath(os.path.expanduser(env))
+    else:
+        root = str(default_cache_dir())
+    layout = Layout(root)
+    found = []
+    for name in argv[1:]:
+        try:
+            path = local_path(layout, canonical_name(name))
+        except InvalidName:
+            return None
+        if path is None:
+            return None
+        found.append(path)
+    sys.stdout.write("\n".join(found) + "\n")
+    return 0
+
+
+def main() -> None:
+    """Entry point of the console script."""
+    code = _fast_path(sys.argv[1:])
+    if code is not None:
+        raise SystemExit(code)
+    from .cli import run
+
+    run()

@@ -1,0 +1,153 @@
+"""Fetch contents into the blob store on demand: one download per content across processes
+and hosts (a lock per content), parallel, resumable, verified before it is published."""
+
+from __future__ import annotations
+
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+import xxhash
+
+from .errors import CcfCacheError, FetchError
+from .index import Index
+from .locks import FileLock
+from .progress import NullProgress, Progress
+from .sources import Source
+from .store import BlobStore
+
+LOCK_POLL_S = (0.05, 1.0)
+
+
+def content_key(version: dict) -> str:
+    """A file-name-safe key for one content of one name (used for locks and partials)."""
+    return f"{version['name']}.{version['header_digest'][-16:]}"
+
+
+def _header_matches(partial: Path, version: dict) -> bool:
+    size = int(version["header_size"] or 0)
+    with open(partial, "rb") as handle:
+        data = handle.read(size)
+    return xxhash.xxh3_128_hexdigest(data) == version["header_digest"]
+
+
+class Fetcher:
+    """Downloads versions from the sources that list them, into one blob store."""
+
+    def __init__(self, index: Index, store: BlobStore, sources: dict[str, Source], *,
+                 workers: int = 8, progress: Progress | None = None) -> None:
+        self.index = index
+        self.store = store
+        self.sources = sources
+        self.workers = workers
+        self.progress = progress or NullProgress()
+
+    def local_path(self, version: dict) -> Path | None:
+        """The blob of a version if it is stored and complete."""
+        xxh3 = version.get("xxh3")
+        if xxh3 and self.store.has(xxh3, version["size"]):
+            return self.store.path(xxh3)
+        return None
+
+    def fetch_many(self, versions: list[dict]) -> tuple[dict[int, Path], dict[int, str]]:
+        """Fetch every version not yet local; return paths and failure messages by version id."""
+        paths: dict[int, Path] = {}
+        missing = []
+        for version in versions:
+            path = self.local_path(version)
+            if path is None:
+                missing.append(version)
+            else:
+                paths[version["id"]] = path
+        failures: dict[int, str] = {}
+        if missing:
+            total = sum(int(v["size"]) for v in missing)
+            self.progress.start(f"fetching {len(missing)} files", total, "bytes")
+            with ThreadPoolExecutor(max_workers=max(1, min(self.workers, len(missing)))) as pool:
+                futures = {pool.submit(self.fetch_one, v): v for v in missing}
+                for future in as_completed(futures):
+                    version = futures[future]
+                    try:
+                        paths[version["id"]] = future.result()
+                    except CcfCacheError as exc:
+                        failures[version["id"]] = str(exc)
+                    self.progress.advance(int(version["size"]))
+            self.progress.finish()
+        self._touch([v for v in versions if v["id"] in paths])
+        return paths, failures
+
+    def _touch(self, versions: list[dict]) -> None:
+        if not versions or self.index.readonly:
+            return
+        now = time.time()
+        with self.index.write() as db:
+            db.conn.executemany("UPDATE versions SET last_used = ? WHERE id = ?",
+                           [(now, v["id"]) for v in versions])
+
+    def fetch_one(self, version: dict) -> Path:
+        """Fetch one version, waiting for another process that is already fetching it."""
+        if version.get("header_error"):
+            raise FetchError(f"{version['name']}: {version['header_error']}")
+        lock = FileLock(self.store.layout.locks / f"{content_key(version)}.lock")
+        delay = LOCK_POLL_S[0]
+        while True:
+            current = self.index.version(version["id"])
+            path = self.local_path(current)
+            if path is not None:
+                return path
+            if lock.try_acquire():
+                break
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 1.5, LOCK_POLL_S[1])
+        try:
+            current = self.index.version(version["id"])
+            path = self.local_path(current)
+            if path is not None:
+                return path
+            return self._download(current)
+        finally:
+            lock.release()
+
+    def _download(self, version: dict) -> Path:
+        name = version["name"]
+        rows = self.index.query(
+            "SELECT source, etag FROM listings WHERE version_id = ? ORDER BY source",
+            (version["id"],),
+        )
+        usable = [(r["source"], r["etag"]) for r in rows if r["source"] in self.sources]
+        if not usable:
+            raise FetchError(
+                f"{name}: no configured source serves this content any more (withdrawn?)"
+            )
+        partial = self.store.partial_path(content_key(version))
+        errors = []
+        for url, etag in usable:
+            try:
+                self.sources[url].download(name, partial, int(version["size"]), etag)
+                if not _header_matches(partial, version):
+                    partial.unlink(missing_ok=True)
+                    raise FetchError(
+                        f"{name}: the bytes on {url} differ from the header read at sync "
+                        "(the file changed on the server); run `ccfcache sync`"
+                    )
+                info = self.store.publish(partial, int(version["size"]))
+            except CcfCacheError as exc:
+                errors.append(str(exc))
+                continue
+            self._record(version, info)
+            return self.store.path(info.xxh3)
+        raise FetchError(errors[-1] if len(errors) == 1 else "; ".join(errors))
+
+    def _record(self, version: dict, info) -> None:
+        now = time.time()
+        with self.index.write() as db:
+            db.execute(
+                "UPDATE versions SET xxh3 = ?, md5 = ?, last_used = ? WHERE id = ?",
+                (info.xxh3, info.md5, now, version["id"]),
+            )
+            db.execute(
+                "INSERT INTO blobs (xxh3, size, md5, stored_at, last_used) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT(xxh3) DO UPDATE SET last_used = excluded.last_used",
+                (info.xxh3, info.size, info.md5, now, now),
+            )

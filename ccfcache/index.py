@@ -1,0 +1,251 @@
+"""The SQLite index: constituents, what each source lists, the contents (versions) of each name,
+blobs and recorded CIFs. Rollback journal, short write transactions, retried when busy.
+
+Tables (see docs/layout.md):
+- `meta`         key/value: format and lock-protocol versions.
+- `sources`      configured source URLs, with the time of their last good listing.
+- `constituents` one row per name ever listed; `withdrawn_at` set when no source lists it.
+- `listings`     (source, name) -> what that source lists now, and which version it serves.
+- `versions`     one row per content of a name: header keywords, `header_digest`, size, and
+                 `xxh3`/`md5` once fetched. Unique on (name, size, header_digest) and on
+                 (name, xxh3): a name whose bytes change gets a new row; old rows are kept.
+- `blobs`        one row per stored content (xxh3), with size, md5 and last use.
+- `cifs`         each CIF built: dates, where written, its rows, view folder, pin flag.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlite_utils
+
+from .errors import CacheError
+from .layout import FORMAT_VERSION, LOCK_PROTOCOL
+
+HEADER_COLUMNS = (
+    "telescop", "scope", "typeid", "issue", "valdate", "evaldate", "subdate", "date",
+    "category", "extsequ", "extseqid", "creator",
+)  # fmt: skip
+
+BUSY_TIMEOUT_S = 60.0
+WRITE_RETRIES = 20
+
+
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """Open the index with the settings a shared cache needs (rollback journal, busy timeout)."""
+    try:
+        if readonly:
+            conn = sqlite3.connect(
+                f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                check_same_thread=False,
+            )
+        else:
+            conn = sqlite3.connect(
+                path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        if not readonly:
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if mode.lower() != "delete":
+                conn.execute("PRAGMA journal_mode = DELETE")
+            conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+    except sqlite3.DatabaseError as exc:
+        raise CacheError(
+            f"cannot open the index {path}: {exc}; run `ccfcache doctor` to rebuild it"
+        ) from exc
+    return conn
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+class Index:
+    """The SQLite index of one cache, through sqlite-utils."""
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.path = Path(path)
+        self.readonly = readonly
+        self._lock = threading.RLock()  # one connection, shared by fetch threads
+        self.conn = connect(self.path, readonly=readonly)
+        self.db = sqlite_utils.Database(self.conn)
+        if not readonly:
+            with self.write():
+                self._create_schema()
+        self._check_versions()
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()
+
+    # -- transactions ---------------------------------------------------------------------
+    @contextmanager
+    def write(self) -> Iterator[sqlite_utils.Database]:
+        """A short write transaction (BEGIN IMMEDIATE), retried while the database is busy."""
+        if self.readonly:
+            raise CacheError(f"the index {self.path} is read-only here")
+        with self._lock:
+            yield from self._transaction()
+
+    def _transaction(self) -> Iterator[sqlite_utils.Database]:
+        delay = 0.05
+        for attempt in range(WRITE_RETRIES):
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+                break
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or attempt == WRITE_RETRIES - 1:
+                    raise CacheError(f"cannot write the index {self.path}: {exc}") from exc
+                time.sleep(delay * (1 + random.random()))
+                delay = min(delay * 2, 2.0)
+        try:
+            yield self.db
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self._commit()
+
+    def _commit(self) -> None:
+        delay = 0.05
+        for attempt in range(WRITE_RETRIES):
+            try:
+                self.conn.execute("COMMIT")
+                return
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or attempt == WRITE_RETRIES - 1:
+                    self.conn.execute("ROLLBACK")
+                    raise CacheError(f"cannot commit to the index {self.path}: {exc}") from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    def query(self, sql: str, params: tuple | dict = ()) -> list[dict]:
+        """Run a read query; rows as dicts."""
+        with self._lock:
+            return [dict(row) for row in self.conn.execute(sql, params)]
+
+    # -- schema ---------------------------------------------------------------------------
+    def _create_schema(self) -> None:
+        db = self.db
+        if "meta" not in db.table_names():
+            db["meta"].create({"key": str, "value": str}, pk="key")
+            db["meta"].insert_all(
+                [
+                    {"key": "format_version", "value": str(FORMAT_VERSION)},
+                    {"key": "lock_protocol", "value": str(LOCK_PROTOCOL)},
+                ]
+            )
+        db["sources"].create(
+            {"url": str, "added_at": float, "listed_at": float, "listed_count": int},
+            pk="url",
+            if_not_exists=True,
+        )
+        db["constituents"].create(
+            {
+                "name": str, "scope": str, "typeid": str, "issue": int,
+                "first_seen": float, "last_seen": float, "withdrawn_at": float,
+            },
+            pk="name",
+            if_not_exists=True,
+        )  # fmt: skip
+        db["versions"].create(
+            {
+                "id": int, "name": str, "size": int, "header_digest": str, "header_size": int,
+                "telescop": str, "scope": str, "typeid": str, "issue": int, "valdate": str,
+                "evaldate": str, "subdate": str, "date": str, "category": str, "extsequ": str,
+                "extseqid": str, "creator": str, "header_error": str,
+                "xxh3": str, "md5": str, "first_seen": float, "last_used": float,
+            },
+            pk="id",
+            if_not_exists=True,
+        )  # fmt: skip
+        db["listings"].create(
+            {
+                "source": str, "name": str, "size_hint": int, "mtime": str, "size": int,
+                "etag": str, "last_modified": str, "version_id": int, "seen_at": float,
+            },
+            pk=("source", "name"),
+            if_not_exists=True,
+        )  # fmt: skip
+        db["blobs"].create(
+            {"xxh3": str, "size": int, "md5": str, "stored_at": float, "last_used": float},
+            pk="xxh3",
+            if_not_exists=True,
+        )
+        db["cifs"].create(
+            {
+                "id": int, "path": str, "obs_date": str, "analysis_date": str, "category": str,
+                "historical": int, "created_at": float, "host": str, "user": str,
+                "rows": str, "view_dir": str, "pinned": int,
+            },
+            pk="id",
+            if_not_exists=True,
+        )  # fmt: skip
+        ensure = "CREATE {unique} INDEX IF NOT EXISTS {name} ON {table}({cols}) {where}"
+        for unique, name, table, cols, where in (
+            ("UNIQUE", "versions_identity", "versions", "name, size, header_digest", ""),
+            ("UNIQUE", "versions_content", "versions", "name, xxh3", "WHERE xxh3 IS NOT NULL"),
+            ("", "versions_group", "versions", "scope, typeid, issue", ""),
+            ("", "versions_xxh3", "versions", "xxh3", ""),
+            ("", "listings_name", "listings", "name", ""),
+            ("", "listings_version", "listings", "version_id", ""),
+        ):
+            self.conn.execute(
+                ensure.format(unique=unique, name=name, table=table, cols=cols, where=where)
+            )
+
+    def _check_versions(self) -> None:
+        try:
+            meta = {r["key"]: r["value"] for r in self.query("SELECT key, value FROM meta")}
+        except sqlite3.DatabaseError as exc:
+            raise CacheError(
+                f"the index {self.path} is unreadable ({exc}); run `ccfcache doctor`"
+            ) from exc
+        found = meta.get("format_version")
+        if found != str(FORMAT_VERSION):
+            raise CacheError(
+                f"the cache at {self.path.parent} has storage format {found}, this ccfcache "
+                f"reads format {FORMAT_VERSION}: use a matching ccfcache or a new cache folder"
+            )
+        if meta.get("lock_protocol") != str(LOCK_PROTOCOL):
+            raise CacheError(
+                f"the cache at {self.path.parent} uses lock protocol "
+                f"{meta.get('lock_protocol')}, this ccfcache speaks {LOCK_PROTOCOL}"
+            )
+
+    # -- reads used in several places -----------------------------------------------------
+    def current_versions(self, names: list[str] | None = None) -> list[dict]:
+        """Versions some source lists now (one row per version, with `sources` comma-joined)."""
+        sql = (
+            "SELECT v.*, group_concat(l.source, ' ') AS sources FROM versions v "
+            "JOIN listings l ON l.version_id = v.id "
+        )
+        params: tuple = ()
+        if names is not None:
+            sql += f"WHERE v.name IN ({','.join('?' * len(names))}) "
+            params = tuple(names)
+        sql += "GROUP BY v.id ORDER BY v.name, v.subdate DESC, v.id DESC"
+        return self.query(sql, params)
+
+    def all_versions(self) -> list[dict]:
+        """Every version the index knows, current or not."""
+        return self.query(
+            "SELECT v.*, (SELECT group_concat(l.source, ' ') FROM listings l "
+            "WHERE l.version_id = v.id) AS sources FROM versions v ORDER BY v.name, v.id"
+        )
+
+    def version(self, version_id: int) -> dict:
+        """One version row by id."""
+        rows = self.query("SELECT * FROM versions WHERE id = ?", (version_id,))
+        if not rows:
+            raise CacheError(f"version {version_id} vanished from the index")
+        return rows[0]

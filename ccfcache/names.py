@@ -1,0 +1,61 @@
+"""Parse and validate constituent names (`SCOPE_TYPEID_IIII.CCF`); nothing else becomes a path.
+
+A listing entry is a constituent only if it matches the strict pattern below. Anything else
+(other extensions, sub-folders, `..`, encoded separators, over-long names) is rejected with
+`InvalidName`, so no server-provided string can ever name a file outside the cache.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+from .errors import InvalidName
+
+SCOPES = ("XMM", "OM", "XRT1", "XRT2", "XRT3", "EMOS1", "EMOS2", "EPN", "RGS1", "RGS2", "ERM")
+
+_NAME_RE = re.compile(
+    r"(?P<scope>[A-Z][A-Z0-9]{0,4})_(?P<typeid>[A-Z][A-Z0-9]{0,16})_(?P<issue>[0-9]{4})\.CCF"
+)
+
+
+class ConstituentName(NamedTuple):
+    """The three parts of a constituent name."""
+
+    scope: str
+    typeid: str
+    issue: int
+
+    @property
+    def name(self) -> str:
+        """The canonical (upper-case) file name."""
+        return f"{self.scope}_{self.typeid}_{self.issue:04d}.CCF"
+
+
+def parse_name(text: str) -> ConstituentName:
+    """Split a constituent file name into scope, type and issue; raise InvalidName otherwise.
+
+    Names are case-insensitive (as in the CCF documentation); the result is upper case.
+    Only known scopes are accepted.
+    """
+    if not isinstance(text, str) or len(text) > 40 or not text.isascii():
+        raise InvalidName(f"not a constituent name: {text!r}")
+    match = _NAME_RE.fullmatch(text.upper())
+    if match is None or match["scope"] not in SCOPES:
+        raise InvalidName(f"not a constituent name (SCOPE_TYPEID_IIII.CCF): {text!r}")
+    return ConstituentName(match["scope"], match["typeid"], int(match["issue"]))
+
+
+def canonical_name(text: str) -> str:
+    """The canonical upper-case name for `text`, accepting a missing `.CCF` suffix."""
+    candidate = text if text.upper().endswith(".CCF") else f"{text}.CCF"
+    return parse_name(candidate).name
+
+
+def is_constituent_name(text: str) -> bool:
+    """True when `text` is a valid constituent name."""
+    try:
+        parse_name(text)
+    except InvalidName:
+        return False
+    return True

@@ -1,0 +1,343 @@
+"""Transports for the places constituents come from: an HTTP(S) listing like ESA's, or a local
+folder (an rsync mirror, a `file://` URL). Each lists, reads headers, and downloads with resume.
+
+Only this module talks to httpx; its errors are translated here into ListingError/FetchError,
+with the URL in the message. Retries with backoff cover 5xx, 429 and connection errors;
+redirects are followed only within the same host.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+from urllib.parse import unquote, urljoin, urlsplit
+
+from .errors import FetchError, ListingError
+from .headers import BLOCK, MAX_HEADER_BLOCKS, header_end
+from .listing import Listing, list_directory, parse_html_listing
+
+if TYPE_CHECKING:
+    import httpx
+
+FIRST_HEADER_READ = 2 * BLOCK  # real primary headers are 2 blocks
+MAX_RETRY_AFTER_S = 30.0
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Head:
+    """The first bytes of a constituent (through its header END) and what the server said."""
+
+    data: bytes
+    size: int
+    etag: str | None
+    last_modified: str | None
+
+
+class Source(Protocol):
+    """What a place that serves constituents can do."""
+
+    url: str
+
+    def listing(self) -> Listing: ...
+
+    def read_head(self, name: str) -> Head: ...
+
+    def download(
+        self, name: str, partial: Path, expected_size: int, etag: str | None = None
+    ) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def is_local(url: str) -> bool:
+    """True for a folder path or file:// URL."""
+    return url.startswith("file://") or "://" not in url
+
+
+def open_source(url: str, *, timeout: float = 30.0, retries: int = 4, backoff: float = 0.5,
+                pool: int = 16) -> Source:
+    """The right transport for `url`."""
+    if is_local(url):
+        return LocalSource(url)
+    if not url.startswith(("http://", "https://")):
+        raise ListingError(f"unsupported source URL (use http(s)://, file:// or a folder): {url}")
+    return HttpSource(url, timeout=timeout, retries=retries, backoff=backoff, pool=pool)
+
+
+def _http_date_to_iso(value: str | None) -> str | None:
+    if not value:
+        return None
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return moment.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+class LocalSource:
+    """A local folder of constituents (an rsync mirror)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        path = unquote(urlsplit(url).path) if url.startswith("file://") else url
+        self.folder = Path(path).expanduser().absolute()
+
+    def listing(self) -> Listing:
+        if not self.folder.is_dir():
+            raise ListingError(f"source folder not found: {self.folder}")
+        return list_directory(self.folder, self.url)
+
+    def _file(self, name: str) -> Path:
+        return self.folder / name  # name is validated by names.parse_name upstream
+
+    def read_head(self, name: str) -> Head:
+        path = self._file(name)
+        try:
+            with open(path, "rb") as handle:
+                size = os.fstat(handle.fileno()).st_size
+                data = b""
+                while True:
+                    block = handle.read(BLOCK)
+                    data += block
+                    if not block or header_end(data) is not None:
+                        break
+                    if len(data) >= MAX_HEADER_BLOCKS * BLOCK:
+                        break
+                mtime = os.fstat(handle.fileno()).st_mtime
+        except OSError as exc:
+            raise FetchError(f"cannot read {path}: {exc.strerror}") from exc
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(mtime))
+        return Head(data, size, None, stamp)
+
+    def download(
+        self, name: str, partial: Path, expected_size: int, etag: str | None = None
+    ) -> None:
+        path = self._file(name)
+        try:
+            with open(path, "rb") as src, open(partial, "wb") as dst:
+                shutil.copyfileobj(src, dst, CHUNK)
+        except OSError as exc:
+            raise FetchError(f"cannot copy {path}: {exc.strerror}") from exc
+
+    def close(self) -> None:
+        pass
+
+
+class HttpSource:
+    """An HTTP(S) folder served like ESA's (Apache autoindex, Range, ETag)."""
+
+    def __init__(self, url: str, *, timeout: float, retries: int, backoff: float,
+                 pool: int = 16) -> None:
+        import httpx
+
+        self.url = url if url.endswith("/") else url + "/"
+        self.retries = retries
+        self.backoff = backoff
+        self._origin = urlsplit(self.url)[:2]
+        self.client = httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            follow_redirects=False,
+            verify=True,
+            limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
+            headers={"User-Agent": "ccfcache"},
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+    # -- requests with retries ------------------------------------------------------------
+    def _sleep_before_retry(self, attempt: int, retry_after: str | None) -> None:
+        delay = self.backoff * (2**attempt) * (0.5 + random.random())
+        if retry_after:
+            try:
+                delay = max(delay, min(float(retry_after), MAX_RETRY_AFTER_S))
+            except ValueError:
+                pass
+        time.sleep(delay)
+
+    def _send(self, method: str, url: str, headers: dict[str, str], what: str) -> httpx.Response:
+        """Send with retries on 5xx/429/connection errors; follow same-host redirects."""
+        import httpx
+
+        last = ""
+        for attempt in range(self.retries + 1):
+            redirects = 0
+            target = url
+            try:
+                while True:
+                    request = self.client.build_request(method, target, headers=headers)
+                    response = self.client.send(request, stream=True)
+                    if response.is_redirect and redirects < 5:
+                        location = urljoin(target, response.headers.get("location", ""))
+                        response.close()
+                        if urlsplit(location)[:2] != self._origin:
+                            raise FetchError(
+                                f"{what}: refused redirect to another host ({location})"
+                            )
+                        target, redirects = location, redirects + 1
+                        continue
+                    break
+            except httpx.TransportError as exc:
+                last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                if attempt < self.retries:
+                    self._sleep_before_retry(attempt, None)
+                    continue
+                raise FetchError(f"{what}: {last} (gave up after {attempt + 1} tries)") from exc
+            if response.status_code >= 500 or response.status_code == 429:
+                last = f"HTTP {response.status_code}"
+                retry_after = response.headers.get("retry-after")
+                response.close()
+                if attempt < self.retries:
+                    self._sleep_before_retry(attempt, retry_after)
+                    continue
+                raise FetchError(f"{what}: {last} (gave up after {attempt + 1} tries)")
+            return response
+        raise FetchError(f"{what}: {last}")
+
+    # -- listing --------------------------------------------------------------------------
+    def listing(self) -> Listing:
+        import httpx
+
+        try:
+            response = self._send("GET", self.url, {}, f"listing {self.url}")
+        except FetchError as exc:
+            raise ListingError(str(exc)) from exc
+        try:
+            if response.status_code != 200:
+                raise ListingError(f"listing {self.url}: HTTP {response.status_code}")
+            try:
+                response.read()
+            except httpx.HTTPError as exc:
+                raise ListingError(f"listing {self.url}: {type(exc).__name__}: {exc}") from exc
+        finally:
+            response.close()
+        return parse_html_listing(response.text, self.url)
+
+    # -- header reads ---------------------------------------------------------------------
+    def read_head(self, name: str) -> Head:
+        """Read the first blocks until END with Range requests (stop early if Range is ignored)."""
+        import httpx
+
+        url = self.url + name
+        want = FIRST_HEADER_READ
+        data = b""
+        while True:
+            headers = {"Range": f"bytes={len(data)}-{want - 1}"}
+            response = self._send("GET", url, headers, f"header of {name}")
+            try:
+                if response.status_code == 206:
+                    total = _content_range_total(response.headers.get("content-range"))
+                    body = response.read()
+                    data += body
+                elif response.status_code == 200:  # Range ignored: read only what we need
+                    total = int(response.headers.get("content-length", "-1"))
+                    data = b""
+                    for chunk in response.iter_bytes(BLOCK * 4):
+                        data += chunk
+                        if header_end(data) is not None or len(data) > MAX_HEADER_BLOCKS * BLOCK:
+                            break
+                elif response.status_code == 416:
+                    total = len(data)
+                else:
+                    raise FetchError(f"header of {name}: HTTP {response.status_code} from {url}")
+                etag = response.headers.get("etag")
+                modified = _http_date_to_iso(response.headers.get("last-modified"))
+            except httpx.HTTPError as exc:
+                raise FetchError(f"header of {name}: {type(exc).__name__} from {url}") from exc
+            finally:
+                response.close()
+            if total is None or total < 0:
+                raise FetchError(f"header of {name}: server gave no size for {url}")
+            end = header_end(data)
+            if end is not None or len(data) >= total or len(data) >= MAX_HEADER_BLOCKS * BLOCK:
+                return Head(data[: end or len(data)], total, etag, modified)
+            if response.status_code == 200:
+                return Head(data, total, etag, modified)
+            want = min(len(data) * 2, MAX_HEADER_BLOCKS * BLOCK, total)
+
+    # -- downloads ------------------------------------------------------------------------
+    def download(
+        self, name: str, partial: Path, expected_size: int, etag: str | None = None
+    ) -> None:
+        """Download into `partial`, resuming what it holds; never more than expected_size.
+
+        A resume sends If-Range with the ETag seen at sync, so a file that changed on the
+        server since then is sent whole instead of being spliced onto old bytes.
+        """
+        import httpx
+
+        url = self.url + name
+        for attempt in range(self.retries + 1):
+            have = partial.stat().st_size if partial.exists() else 0
+            if have > expected_size:
+                partial.unlink()
+                have = 0
+            if have == expected_size:
+                return
+            headers = {"Range": f"bytes={have}-"} if have else {}
+            if have and etag:
+                headers["If-Range"] = etag
+            response = self._send("GET", url, headers, f"download of {name}")
+            try:
+                if response.status_code == 200:
+                    mode, have = "wb", 0
+                elif response.status_code == 206:
+                    start = _content_range_start(response.headers.get("content-range"))
+                    if start != have:
+                        raise FetchError(f"download of {name}: server resumed at the wrong byte")
+                    mode = "ab"
+                else:
+                    raise FetchError(f"download of {name}: HTTP {response.status_code} from {url}")
+                etag = response.headers.get("etag") or etag
+                written = have
+                with open(partial, mode) as handle:
+                    for chunk in response.iter_bytes(CHUNK):
+                        written += len(chunk)
+                        if written > expected_size:
+                            handle.close()
+                            partial.unlink(missing_ok=True)
+                            raise FetchError(
+                                f"download of {name}: more bytes than the listed "
+                                f"{expected_size}; the file changed on the server, run sync"
+                            )
+                        handle.write(chunk)
+            except (httpx.TransportError, httpx.DecodingError) as exc:
+                if attempt < self.retries:
+                    self._sleep_before_retry(attempt, None)
+                    continue
+                raise FetchError(
+                    f"download of {name}: {type(exc).__name__} (gave up after {attempt + 1} tries)"
+                ) from exc
+            finally:
+                response.close()
+            final = partial.stat().st_size
+            if final == expected_size:
+                return
+            if attempt < self.retries:  # short body: resume
+                self._sleep_before_retry(attempt, None)
+                continue
+            raise FetchError(
+                f"download of {name}: got {final} of {expected_size} bytes "
+                f"after {attempt + 1} tries"
+            )
+
+
+def _content_range_total(value: str | None) -> int | None:
+    if not value or "/" not in value:
+        return None
+    total = value.rsplit("/", 1)[1].strip()
+    return int(total) if total.isdigit() else None
+
+
+def _content_range_start(value: str | None) -> int | None:
+    try:
+        return int(value.split()[1].split("-")[0]) if value else None
+    except (IndexError, ValueError):
+        return None
