@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import fnmatch
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -245,3 +247,56 @@ class Cache:
             "bytes_listed": listed_bytes,
             "bytes_saved_by_dedup": max(0, served - blobs["bytes"]),
         }
+
+    # -- CIFs -------------------------------------------------------------------------------
+    def cif(
+        self,
+        obs_date: str | None,
+        analysis_date: str | None = None,
+        out: str | os.PathLike[str] | None = None,
+        **options: Any,
+    ):
+        """Build a CIF (see `ccfcache.build.build_cif`); returns a `CifResult` with the rows,
+        the CIF path and the SAS environment (`.env`)."""
+        from .build import build_cif
+
+        return build_cif(self, obs_date, analysis_date, out, **options)
+
+    def env_for_cif(self, cif_path: str | os.PathLike[str]) -> dict[str, str]:
+        """SAS_CCF and SAS_CCFPATH for an existing CIF (ccfcache's or SAS's)."""
+        from .build import env_for_cif
+
+        return env_for_cif(self, cif_path)
+
+    def cifs(self) -> list[dict]:
+        """The CIFs this cache has built, newest first."""
+        from .build import list_cifs
+
+        return list_cifs(self)
+
+    @contextmanager
+    def sas_env(
+        self,
+        obs_date: str | None = None,
+        analysis_date: str | None = None,
+        *,
+        cif: str | os.PathLike[str] | None = None,
+        **options: Any,
+    ) -> Iterator[dict[str, str]]:
+        """Set SAS_CCF/SAS_CCFPATH in os.environ for subprocesses, restored on exit.
+
+        Give `cif=` for an existing CIF, or dates to build one."""
+        if cif is not None:
+            env = self.env_for_cif(cif)
+        else:
+            env = self.cif(obs_date, analysis_date, **options).env
+        saved = {key: os.environ.get(key) for key in env}
+        os.environ.update(env)
+        try:
+            yield env
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value

@@ -1,0 +1,231 @@
+"""Build a CIF from the index: query candidates, apply the cifbuild rule, fetch only what is
+selected, make the per-CIF view folder, write the CIF, and record it (for pinning and `cifs`)."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import xxhash
+
+from .dates import resolve_date
+from .errors import SelectionError
+from .select import select_constituents
+
+if TYPE_CHECKING:
+    from .cache import Cache
+
+_CANDIDATES_SQL = """
+SELECT v.* FROM versions v JOIN constituents c ON c.name = v.name
+WHERE c.withdrawn_at IS NULL
+  AND {which}
+  AND ((v.valdate <= :obs AND v.subdate <= :anal
+        AND (v.evaldate IS NULL OR v.evaldate = '' OR v.evaldate >= :obs)
+        AND (:any_category OR v.category = :category))
+       OR v.header_error IS NOT NULL)
+"""
+_CURRENT = "EXISTS (SELECT 1 FROM listings l WHERE l.version_id = v.id)"
+_HISTORICAL = f"({_CURRENT} OR v.xxh3 IN (SELECT xxh3 FROM blobs))"
+
+
+@dataclass
+class CifResult:
+    """A CIF that was built: where it is, its rows, and the environment SAS needs."""
+
+    path: Path
+    rows: list[dict]
+    obs_date: str
+    analysis_date: str
+    category: str
+    view_dir: Path
+    cif_id: int
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """SAS_CCF and SAS_CCFPATH for this CIF."""
+        return {"SAS_CCF": str(self.path), "SAS_CCFPATH": str(self.view_dir)}
+
+    def as_dict(self) -> dict[str, Any]:
+        keys = ("name", "scope", "typeid", "issue", "valdate", "evaldate", "subdate", "size",
+                "md5", "xxh3", "id")
+        return {
+            "path": str(self.path), "obs_date": self.obs_date,
+            "analysis_date": self.analysis_date, "category": self.category,
+            "view_dir": str(self.view_dir), "cif_id": self.cif_id, "env": self.env,
+            "warnings": self.warnings,
+            "rows": [{("content_id" if k == "id" else k): r.get(k) for k in keys}
+                     for r in self.rows],
+        }  # fmt: skip
+
+
+def candidate_rows(cache: Cache, obs: str, anal: str, *, category: str,
+                   ignore_category: bool, historical: bool) -> list[dict]:
+    """Index rows that may take part (SQL pre-filter; the pure rule decides)."""
+    sql = _CANDIDATES_SQL.format(which=_HISTORICAL if historical else _CURRENT)
+    return cache.index.query(sql, {"obs": obs, "anal": anal, "category": category,
+                                   "any_category": 1 if ignore_category else 0})
+
+
+def view_key(rows: list[dict]) -> str:
+    """A stable name for the view of a set of contents."""
+    text = "\n".join(f"{r['name']} {r['xxh3']}" for r in sorted(rows, key=lambda r: r["name"]))
+    return xxhash.xxh3_64_hexdigest(text.encode())
+
+
+def make_view(cache: Cache, rows: list[dict]) -> Path:
+    """A folder holding exactly these contents under their names, as relative links into
+    the blob store (valid on every host that mounts the cache), created atomically."""
+    views = cache.layout.views
+    final = views / view_key(rows)
+    if final.is_dir():
+        return final
+    staging = views / f".tmp-{uuid.uuid4().hex}"
+    staging.mkdir(parents=True)
+    try:
+        for row in rows:
+            target = os.path.relpath(cache.store.path(row["xxh3"]), final)
+            os.symlink(target, staging / row["name"])
+        try:
+            os.rename(staging, final)
+        except OSError:
+            if not final.is_dir():
+                raise
+    finally:
+        if staging.exists():
+            for link in staging.iterdir():
+                link.unlink()
+            staging.rmdir()
+    return final
+
+
+def build_cif(
+    cache: Cache,
+    obs_date: str | None,
+    analysis_date: str | None = None,
+    out: str | os.PathLike[str] | None = None,
+    *,
+    category: str = "XMMCCF",
+    ignore_category: bool = False,
+    historical: bool = False,
+    fullpath: bool = False,
+    pin: bool = False,
+    parameters: dict[str, str] | None = None,
+    now: datetime | None = None,
+) -> CifResult:
+    """Select, fetch, link and write a CIF; nothing is written when a selected file is missing."""
+    from .cif import write_cif
+
+    obs = resolve_date(obs_date, now=now)
+    anal = resolve_date(analysis_date, now=now)
+    if not cache._synced_once():
+        cache.sync()
+    rows = candidate_rows(cache, obs, anal, category=category, ignore_category=ignore_category,
+                          historical=historical)
+    selection = select_constituents(rows, obs, anal, category=category,
+                                    ignore_category=ignore_category)
+    if not selection.rows:
+        raise SelectionError(
+            f"no constituent is valid for observation date {obs} and analysis date {anal}"
+        )
+    paths, failures = cache.fetcher().fetch_many(selection.rows)
+    if failures:
+        names = sorted(r["name"] for r in selection.rows if r["id"] in failures)
+        first = next(iter(failures.values()))
+        raise SelectionError(
+            f"{len(names)} selected constituents could not be fetched ({', '.join(names[:5])}"
+            f"{', ...' if len(names) > 5 else ''}): {first}; no CIF written"
+        )
+    fresh = {r["id"]: r for r in cache.index.query(
+        f"SELECT * FROM versions WHERE id IN ({','.join('?' * len(selection.rows))})",
+        tuple(r["id"] for r in selection.rows))}
+    chosen = [fresh[r["id"]] for r in selection.rows]
+    view = make_view(cache, chosen)
+    target = Path(out) if out else cache.layout.cifs / f"ccf-{obs}-{anal}-{view.name}.cif"
+    target = target.expanduser().absolute()
+    params = {"calindexset": str(target), "fullpath": "yes" if fullpath else "no",
+              "withobservationdate": "yes", "observationdate": obs, "analysisdate": anal,
+              "category": category, "ignorecategory": "yes" if ignore_category else "no"}
+    params.update(parameters or {})
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_cif(target, chosen, obs_date=obs, analysis_date=anal, category=category,
+                  parameters=params, fullpath_dir=str(view) if fullpath else None, now=now)
+    except OSError as exc:
+        raise SelectionError(f"cannot write the CIF {target}: {exc.strerror or exc}") from exc
+    cif_id = record_cif(cache, target, obs, anal, category, historical, chosen, view, pin)
+    return CifResult(target, chosen, obs, anal, category, view, cif_id, selection.warnings)
+
+
+def record_cif(cache: Cache, path: Path, obs: str, anal: str, category: str, historical: bool,
+               rows: list[dict], view: Path, pin: bool) -> int:
+    """Record a CIF in the index (replacing an older record of the same path)."""
+    summary = [{"name": r["name"], "version_id": r["id"], "xxh3": r["xxh3"], "md5": r["md5"],
+                "size": r["size"]} for r in rows]
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    with cache.index.write() as db:
+        db.execute("DELETE FROM cifs WHERE path = ?", (str(path),))
+        return db["cifs"].insert({
+            "path": str(path), "obs_date": obs, "analysis_date": anal, "category": category,
+            "historical": int(historical), "created_at": time.time(),
+            "host": socket.gethostname(), "user": user, "rows": json.dumps(summary),
+            "view_dir": str(view), "pinned": int(pin),
+        }).last_pk  # fmt: skip
+
+
+def env_for_cif(cache: Cache, cif_path: str | os.PathLike[str]) -> dict[str, str]:
+    """SAS_CCF/SAS_CCFPATH for a CIF: a recorded one, or any CIF (made by SAS too) whose rows
+    the cache can serve by name and MD5 (fetched if needed)."""
+    from .cif import read_cif
+
+    path = Path(cif_path).expanduser().absolute()
+    recorded = cache.index.query("SELECT view_dir FROM cifs WHERE path = ?", (str(path),))
+    if recorded and Path(recorded[0]["view_dir"]).is_dir():
+        return {"SAS_CCF": str(path), "SAS_CCFPATH": recorded[0]["view_dir"]}
+    data = read_cif(path)
+    chosen, missing = [], []
+    for row in data.rows:
+        found = cache.index.query(
+            "SELECT * FROM versions WHERE name = ? AND (md5 = ? OR md5 IS NULL) "
+            "AND size = ? ORDER BY md5 IS NULL, id DESC", (row["name"], row["md5"], row["size"]))
+        if found:
+            chosen.append(found[0])
+        else:
+            missing.append(row["name"])
+    if missing:
+        raise SelectionError(
+            f"{path}: the cache knows no content matching {len(missing)} rows "
+            f"({', '.join(missing[:5])}); run `ccfcache sync` or use --historical"
+        )
+    paths, failures = cache.fetcher().fetch_many(chosen)
+    if failures:
+        raise SelectionError(f"{path}: {next(iter(failures.values()))}")
+    fresh = [cache.index.version(r["id"]) for r in chosen]
+    wrong = [r["name"] for r, want in zip(fresh, data.rows, strict=True) if r["md5"] != want["md5"]]
+    if wrong:
+        raise SelectionError(f"{path}: MD5 differs for {', '.join(wrong[:5])}")
+    view = make_view(cache, fresh)
+    return {"SAS_CCF": str(path), "SAS_CCFPATH": str(view)}
+
+
+def list_cifs(cache: Cache) -> list[dict]:
+    """The CIFs recorded in the index, newest first."""
+    rows = cache.index.query("SELECT * FROM cifs ORDER BY created_at DESC")
+    for row in rows:
+        row["rows"] = len(json.loads(row["rows"]))
+        row["exists"] = Path(row["path"]).exists()
+    return rows
+
+
+__all__ = ["CifResult", "build_cif", "env_for_cif", "list_cifs"]

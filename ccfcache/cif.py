@@ -1,0 +1,373 @@
+"""Write and read the CCF Index File (CIF, `ccf.cif`) in exactly cifbuild's format."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from .dates import normalise_date
+from .errors import CcfCacheError, SelectionError
+
+
+class InvalidCif(CcfCacheError):
+    """A file that is not a CIF: not FITS, no CALINDEX table, or missing columns."""
+
+
+class CifColumn(NamedTuple):
+    """One column of the CALINDEX table: FITS name, TFORM, unit (None when none)."""
+
+    name: str
+    tform: str
+    unit: str | None
+
+
+_DATE_UNIT = "yyyy:dd:mmZhh:mm:ss"
+
+CIF_COLUMNS: tuple[CifColumn, ...] = (
+    CifColumn("TELESCOP", "4A", None),
+    CifColumn("SCOPE", "6A", None),
+    CifColumn("TYPEID", "32A", None),
+    CifColumn("ISSUE", "I", None),
+    CifColumn("VALDATE", "19A", _DATE_UNIT),
+    CifColumn("VALDATE-END", "19A", _DATE_UNIT),
+    CifColumn("FNAME", "256A", None),
+    CifColumn("DATE", "19A", _DATE_UNIT),
+    CifColumn("FSIZE", "J", "byte"),
+    CifColumn("SUBDATE", "19A", _DATE_UNIT),
+    CifColumn("EXTSEQU", "32A", None),
+    CifColumn("EXTSEQID", "256A", None),
+    CifColumn("MD5", "32A", None),
+    CifColumn("CREATOR", "64A", None),
+)
+
+# The TTYPE comments cifbuild writes.
+_TTYPE_COMMENTS = {
+    "TELESCOP": "Telescope",
+    "SCOPE": "Calibration scope",
+    "TYPEID": "Calibration data type",
+    "ISSUE": "Constituent issue number",
+    "VALDATE": "Start of validity",
+    "VALDATE-END": "End of validity",
+    "FNAME": "Constituent file path",
+    "DATE": "Creation date",
+    "FSIZE": "Constituent size",
+    "SUBDATE": "Submission date",
+    "EXTSEQU": "Extension sequence",
+    "EXTSEQID": "Extension sequence identifiers",
+    "MD5": "MD5 digital signature",
+    "CREATOR": "File creator",
+}
+_TFORM_COMMENTS = {
+    "A": "data format of field: ASCII Character",
+    "I": "data format of field: 2-byte INTEGER",
+    "J": "data format of field: 4-byte INTEGER",
+}
+# The structural comments CFITSIO (hence cifbuild) writes.
+_TABLE_COMMENTS = {
+    "XTENSION": "binary table extension",
+    "BITPIX": "8-bit bytes",
+    "NAXIS": "2-dimensional binary table",
+    "NAXIS1": "width of table in bytes",
+    "NAXIS2": "number of rows in table",
+    "PCOUNT": "size of special data area",
+    "GCOUNT": "one data group (required keyword)",
+    "TFIELDS": "number of fields in each row",
+}
+_PRIMARY_COMMENTS = {
+    "SIMPLE": "file does conform to FITS standard",
+    "BITPIX": "number of bits per data pixel",
+    "NAXIS": "number of data axes",
+    "EXTEND": "FITS dataset may contain extensions",
+}
+
+# CIF column -> key of a row dict (FNAME is built from `name`).
+_ROW_KEYS = {
+    "TELESCOP": "telescop",
+    "SCOPE": "scope",
+    "TYPEID": "typeid",
+    "ISSUE": "issue",
+    "VALDATE": "valdate",
+    "VALDATE-END": "evaldate",
+    "FNAME": "name",
+    "DATE": "date",
+    "FSIZE": "size",
+    "SUBDATE": "subdate",
+    "EXTSEQU": "extsequ",
+    "EXTSEQID": "extseqid",
+    "MD5": "md5",
+    "CREATOR": "creator",
+}
+_INT_RANGES = {"ISSUE": (-(2**15), 2**15 - 1), "FSIZE": (-(2**31), 2**31 - 1)}
+
+
+@dataclass
+class CifData:
+    """The content of a CIF: its rows (lower-case keys) and CALINDEX header dates."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    obs_date: str | None = None
+    analysis_date: str | None = None
+    category: str | None = None
+    path: Path | None = None
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+    except ImportError:  # pragma: no cover
+        return "unknown"
+    try:
+        return version("ccfcache")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def default_creator() -> str:
+    """The CREATOR string, `ccfcache (ccfcache-<version>)`, like cifbuild's."""
+    return f"ccfcache (ccfcache-{_version()})"
+
+
+def xproc_string(parameters: Mapping[str, str], creator: str) -> str:
+    """The XPROC0 value: `cifbuild name=value ... # (ccfcache-x.y)` as cifbuild records it."""
+    words = [f"{key}={value}" for key, value in parameters.items()]
+    _, _, tag = creator.partition(" ")
+    return " ".join(["cifbuild", *words, "#", tag or creator])
+
+
+def _width(tform: str) -> int:
+    return int(tform[:-1])
+
+
+def _column_values(rows: list[Mapping[str, Any]], fullpath_dir: str | None) -> dict[str, list[Any]]:
+    """The validated values of every column; raise SelectionError naming a bad value."""
+    values: dict[str, list[Any]] = {column.name: [] for column in CIF_COLUMNS}
+    for number, row in enumerate(rows, start=1):
+        label = f"CIF row {number} ({row.get('name', 'unnamed')})"
+        for column in CIF_COLUMNS:
+            key = _ROW_KEYS[column.name]
+            if key not in row and key != "evaldate":
+                raise SelectionError(f"{label} has no {key!r} for column {column.name}")
+            value = row.get(key)
+            if column.name in _INT_RANGES:
+                low, high = _INT_RANGES[column.name]
+                if not isinstance(value, int) or isinstance(value, bool):
+                    raise SelectionError(f"{label}: {column.name} is not an integer: {value!r}")
+                if not low <= value <= high:
+                    raise SelectionError(
+                        f"{label}: {column.name} {value} does not fit TFORM {column.tform}"
+                    )
+                values[column.name].append(value)
+                continue
+            text = "" if value is None else value
+            if not isinstance(text, str):
+                raise SelectionError(f"{label}: {column.name} is not a string: {value!r}")
+            if column.name == "FNAME" and fullpath_dir is not None:
+                text = os.path.join(fullpath_dir, text)
+            if not text.isascii():
+                raise SelectionError(f"{label}: {column.name} is not ASCII: {text!r}")
+            if len(text) > _width(column.tform):
+                raise SelectionError(
+                    f"{label}: {column.name} is longer than {_width(column.tform)} "
+                    f"characters (TFORM {column.tform}): {text!r}"
+                )
+            values[column.name].append(text)
+    return values
+
+
+def _table_hdu(values: dict[str, list[Any]], header_values: dict[str, str]) -> Any:
+    import numpy as np
+    from astropy.io import fits
+
+    columns = []
+    for column in CIF_COLUMNS:
+        data = values[column.name]
+        if column.tform == "I":
+            array = np.array(data, dtype=">i2")
+        elif column.tform == "J":
+            array = np.array(data, dtype=">i4")
+        else:
+            array = np.array(
+                [text.encode("ascii") for text in data], dtype=f"S{_width(column.tform)}"
+            )
+        columns.append(
+            fits.Column(name=column.name, format=column.tform, unit=column.unit, array=array)
+        )
+    table = fits.BinTableHDU.from_columns(columns)
+    header = table.header
+    for keyword, comment in _TABLE_COMMENTS.items():
+        header.comments[keyword] = comment
+    for index, column in enumerate(CIF_COLUMNS, start=1):
+        header.comments[f"TTYPE{index}"] = _TTYPE_COMMENTS[column.name]
+        header.comments[f"TFORM{index}"] = _TFORM_COMMENTS[column.tform[-1]]
+        if column.unit is not None:
+            header.comments[f"TUNIT{index}"] = "physical unit of field"
+    header["EXTNAME"] = ("CALINDEX", "The name of this table")
+    for keyword, value in header_values.items():
+        header[keyword] = value
+    return table
+
+
+def _primary_hdu(parameters: Mapping[str, str], creator: str, now: datetime | None) -> Any:
+    from astropy.io import fits
+
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    primary = fits.PrimaryHDU()
+    header = primary.header
+    for keyword, comment in _PRIMARY_COMMENTS.items():
+        header.comments[keyword] = comment
+    header["XPROC0"] = xproc_string(parameters, creator)
+    header["CREATOR"] = (creator, "name of code that generated this file")
+    header["DATE"] = (moment.strftime("%Y-%m-%dT%H:%M:%S.000"), "creation date")
+    header["LONGSTRN"] = "OGIP 1.0"
+    header.add_history(f"Created by {creator} at {moment.strftime('%Y-%m-%dT%H:%M:%S')}")
+    return primary
+
+
+def _write_atomically(path: Path, hdus: Any) -> None:
+    """Write an HDUList to `path` through a temporary file in the same folder."""
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(descriptor, "wb") as stream:
+            hdus.writeto(stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    try:
+        folder = os.open(path.parent, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. a platform that cannot open folders
+        return
+    try:
+        os.fsync(folder)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(folder)
+
+
+def write_cif(
+    path: str | os.PathLike[str],
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    obs_date: str,
+    analysis_date: str,
+    category: str = "XMMCCF",
+    parameters: Mapping[str, str],
+    creator: str | None = None,
+    fullpath_dir: str | None = None,
+    now: datetime | None = None,
+) -> Path:
+    """Write a CIF listing `rows` (in the given order) to `path`, atomically; return the path.
+
+    Rows carry telescop, scope, typeid, issue, valdate, evaldate (None -> empty), name, date,
+    size, subdate, extsequ, extseqid, md5 and creator. FNAME is `name`, or
+    `os.path.join(fullpath_dir, name)` when `fullpath_dir` is given. `parameters` become the
+    XPROC0 record; `now` fixes the DATE keyword (default: the current UTC time).
+    Raises SelectionError for a value that does not fit its column, InvalidDate for bad dates.
+    """
+    from astropy.io import fits
+
+    target = Path(path)
+    values = _column_values(list(rows), fullpath_dir)
+    header_values = {
+        "CATEGORY": category,
+        "OBSVDATE": normalise_date(obs_date),
+        "ANALDATE": normalise_date(analysis_date),
+    }
+    hdus = fits.HDUList(
+        [
+            _primary_hdu(parameters, creator or default_creator(), now),
+            _table_hdu(values, header_values),
+        ]
+    )
+    try:
+        _write_atomically(target, hdus)
+    except OSError as error:
+        raise SelectionError(f"cannot write the CIF {target}: {error.strerror or error}") from None
+    return target
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        value = value.decode("ascii", errors="replace")
+    return str(value).strip()
+
+
+def read_cif(path: str | os.PathLike[str]) -> CifData:
+    """Read a CIF (or a Master Index File); raise InvalidCif naming the file if it is not one."""
+    import warnings
+
+    from astropy.io import fits
+    from astropy.utils.exceptions import AstropyWarning
+
+    source = Path(path)
+    wanted = [column.name for column in CIF_COLUMNS]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AstropyWarning)
+            with fits.open(source, memmap=False, lazy_load_hdus=False) as hdus:
+                if "CALINDEX" not in hdus:
+                    raise InvalidCif(f"{source} is not a CIF: it has no CALINDEX table")
+                table = hdus["CALINDEX"]
+                if not isinstance(table, fits.BinTableHDU):
+                    raise InvalidCif(f"{source} is not a CIF: CALINDEX is not a binary table")
+                present = set(table.columns.names)
+                missing = [name for name in wanted if name not in present]
+                if missing:
+                    raise InvalidCif(
+                        f"{source} is not a CIF: CALINDEX lacks column(s) {', '.join(missing)}"
+                    )
+                header = table.header
+                data = table.data
+                columns = {name: list(data[name]) for name in wanted} if data is not None else {}
+                count = len(data) if data is not None else 0
+    except InvalidCif:
+        raise
+    except FileNotFoundError:
+        raise InvalidCif(f"cannot read the CIF {source}: no such file") from None
+    except (OSError, ValueError, TypeError, KeyError, IndexError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise InvalidCif(f"{source} is not a readable CIF (FITS): {reason}") from None
+    rows = []
+    for index in range(count):
+        fname = _text(columns["FNAME"][index])
+        evaldate = _text(columns["VALDATE-END"][index])
+        rows.append(
+            {
+                "name": os.path.basename(fname),
+                "fname": fname,
+                "telescop": _text(columns["TELESCOP"][index]),
+                "scope": _text(columns["SCOPE"][index]),
+                "typeid": _text(columns["TYPEID"][index]),
+                "issue": int(columns["ISSUE"][index]),
+                "valdate": _text(columns["VALDATE"][index]),
+                "evaldate": evaldate or None,
+                "date": _text(columns["DATE"][index]),
+                "size": int(columns["FSIZE"][index]),
+                "subdate": _text(columns["SUBDATE"][index]),
+                "extsequ": _text(columns["EXTSEQU"][index]),
+                "extseqid": _text(columns["EXTSEQID"][index]),
+                "md5": _text(columns["MD5"][index]),
+                "creator": _text(columns["CREATOR"][index]),
+            }
+        )
+
+    def keyword(name: str) -> str | None:
+        value = header.get(name)
+        return _text(value) if value not in (None, "") else None
+
+    return CifData(
+        rows=rows,
+        obs_date=keyword("OBSVDATE"),
+        analysis_date=keyword("ANALDATE"),
+        category=keyword("CATEGORY"),
+        path=source,
+    )

@@ -1,0 +1,212 @@
+"""Read a constituent's indexing keywords (SCOPE, TYPEID, ISSUE, dates...) from its first bytes.
+
+Only the primary header is needed: `header_end` tells how many bytes that is (whole 2880-byte
+FITS blocks), `parse_header` turns those bytes into a plain dict, and `read_header_file` does
+both for a local file without reading the data that follows. Every problem, whatever the
+bytes, is reported as `InvalidHeader` with a one-line message naming the file.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import xxhash
+
+from .dates import normalise_date
+from .errors import InvalidDate, InvalidHeader, InvalidName
+from .names import ConstituentName, parse_name
+
+BLOCK = 2880
+CARD = 80
+MAX_HEADER_BLOCKS = 100  # a primary header larger than this is refused (~288 kB)
+MAX_ISSUE = 9999
+
+_SIMPLE = b"SIMPLE  ="
+_NON_ASCII = bytes(range(128)) + b"?" * 128  # bytes.translate table: 0x80-0xFF -> '?'
+
+
+def _is_end_card(card: bytes) -> bool:
+    return card[:3] == b"END" and card[3:8].strip(b" ") == b""
+
+
+def header_end(data: bytes, *, max_blocks: int = MAX_HEADER_BLOCKS) -> int | None:
+    """Offset just past the block holding the primary header's END card, or None if not in data.
+
+    Raise InvalidHeader if `data` is not FITS, or if no END card appears in the first
+    `max_blocks` blocks although `data` holds them.
+    """
+    start = bytes(data[: len(_SIMPLE)])
+    if not _SIMPLE.startswith(start):  # a shorter prefix of 'SIMPLE  =' may still be FITS
+        raise InvalidHeader("not a FITS file (does not start with 'SIMPLE  =')")
+    limit = min(len(data), max_blocks * BLOCK)
+    for offset in range(0, limit - CARD + 1, CARD):
+        if _is_end_card(bytes(data[offset : offset + CARD])):
+            return (offset // BLOCK + 1) * BLOCK
+    if len(data) >= max_blocks * BLOCK:
+        raise InvalidHeader(f"no END card in the first {max_blocks} header blocks")
+    return None
+
+
+def _value(header: Any, key: str) -> Any:
+    """The value of `key`, or None when missing, undefined or unparseable-but-empty."""
+    if key not in header:
+        return None
+    value = header[key]  # may raise on an unparsable card: caught by the caller
+    if isinstance(value, str | bool | int | float):
+        return value
+    return None  # astropy's Undefined (a keyword without value), complex numbers...
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "T" if value else "F"
+    return str(value).strip()
+
+
+def _date(value: Any, key: str, where: str, *, required: bool) -> str | None:
+    text = _text(value)
+    if not text:
+        if required:
+            raise InvalidHeader(f"{where}: {key} is missing")
+        return None
+    try:
+        return normalise_date(text)
+    except InvalidDate:
+        raise InvalidHeader(f"{where}: {key} is not an ISO date: {text[:40]!r}") from None
+
+
+def _issue(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        value = "T" if value else "F"
+    elif isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 6:
+        value = int(value.strip())
+    if not isinstance(value, int) or not 0 <= value <= MAX_ISSUE:
+        raise InvalidHeader(f"{where}: ISSUE is not an integer 0..{MAX_ISSUE}: {str(value)[:40]!r}")
+    return value
+
+
+def _load_header(text: str, where: str) -> Any:
+    try:
+        from astropy.io import fits  # imported lazily: only sync reads headers
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return fits.Header.fromstring(text)
+    except Exception as exc:  # astropy raises many types; all mean "unreadable header"
+        raise InvalidHeader(f"{where}: unreadable FITS header ({_one_line(exc)})") from None
+
+
+def _label(name: object) -> str:
+    """`name` made fit for a one-line message."""
+    text = str(name)
+    if not text.isprintable() or len(text) > 200:
+        text = repr(text[:200])
+    return text
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return (text[:120] + "...") if len(text) > 120 else (text or type(exc).__name__)
+
+
+def parse_header(data: bytes, name: str) -> dict[str, Any]:
+    """Parse the primary header in `data` (which holds at least the END block) into a dict.
+
+    Keys: telescop, scope, typeid, issue (int), valdate, evaldate (str or None), subdate,
+    date, category, extsequ, extseqid, creator, header_size, header_digest. SCOPE, TYPEID
+    and ISSUE fall back to the file `name`; the header wins when both are present.
+    """
+    where = _label(name)
+    try:
+        end = header_end(data)
+    except InvalidHeader as exc:
+        raise InvalidHeader(f"{where}: {exc}") from None
+    if end is None:
+        raise InvalidHeader(f"{where}: primary header has no END card (truncated?)")
+    if len(data) < end:
+        raise InvalidHeader(f"{where}: primary header block is truncated ({len(data)} bytes)")
+    raw = bytes(data[:end])
+    header = _load_header(raw.translate(_NON_ASCII).decode("ascii"), where)
+
+    try:
+        from_name: ConstituentName | None = parse_name(Path(str(name)).name)
+    except InvalidName:
+        from_name = None
+
+    try:
+        values = {
+            key: _value(header, key.upper())
+            for key in (
+                "telescop", "scope", "typeid", "issue", "valdate", "evaldate", "subdate",
+                "date", "category", "extsequ", "extseqid", "creator",
+            )
+        }  # fmt: skip
+    except Exception as exc:  # an unparsable card, found when its value is read
+        raise InvalidHeader(f"{where}: unreadable FITS card ({_one_line(exc)})") from None
+
+    scope = _text(values["scope"]) or (from_name.scope if from_name else None)
+    typeid = _text(values["typeid"]) or (from_name.typeid if from_name else None)
+    issue = _issue(values["issue"], where)
+    if issue is None and from_name is not None:
+        issue = from_name.issue
+    missing = [key for key, value in (("SCOPE", scope), ("TYPEID", typeid)) if not value]
+    missing += ["ISSUE"] if issue is None else []
+    if missing:
+        raise InvalidHeader(
+            f"{where}: {', '.join(missing)} missing and not a constituent file name to fall back on"
+        )
+
+    valdate = _date(values["valdate"], "VALDATE", where, required=True)
+    subdate = _date(values["subdate"], "SUBDATE", where, required=True)
+    evaldate = _date(values["evaldate"], "EVALDATE", where, required=False)
+    try:
+        date = _date(values["date"], "DATE", where, required=False) or subdate
+    except InvalidHeader:
+        date = subdate  # DATE is only copied to the CIF: a bad one is not worth refusing
+
+    return {
+        "telescop": _text(values["telescop"]) or "XMM",
+        "scope": scope,
+        "typeid": typeid,
+        "issue": issue,
+        "valdate": valdate,
+        "evaldate": evaldate,
+        "subdate": subdate,
+        "date": date,
+        "category": _text(values["category"]) or "XMMCCF",
+        "extsequ": _text(values["extsequ"]) or "",
+        "extseqid": _text(values["extseqid"]) or "",
+        "creator": _text(values["creator"]) or "",
+        "header_size": end,
+        "header_digest": xxhash.xxh3_128_hexdigest(raw),
+    }
+
+
+def read_header_file(path: str | Path, name: str | None = None) -> dict[str, Any]:
+    """Read a local constituent's primary header (block by block, up to END) and parse it."""
+    path = Path(path)
+    label = _label(name or path.name)
+    chunks: list[bytes] = []
+    try:
+        with path.open("rb") as stream:
+            for _ in range(MAX_HEADER_BLOCKS):
+                block = stream.read(BLOCK)
+                if not block:
+                    break
+                chunks.append(block)
+                data = b"".join(chunks)
+                if header_end(data) is not None or len(block) < BLOCK:
+                    break
+    except InvalidHeader as exc:
+        raise InvalidHeader(f"{label}: {exc}") from None
+    except OSError as exc:
+        raise InvalidHeader(f"{label}: cannot read {path}: {exc.strerror or exc}") from None
+    return parse_header(b"".join(chunks), label)

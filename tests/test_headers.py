@@ -1,0 +1,361 @@
+"""Tests for ccfcache.headers: reading the indexing keywords from a constituent's first bytes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import xxhash
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ccfcache.errors import InvalidHeader
+from ccfcache.headers import (
+    BLOCK,
+    MAX_HEADER_BLOCKS,
+    header_end,
+    parse_header,
+    read_header_file,
+)
+
+REAL = Path("/work/shared/data/real/XRT3_XAREAEF_0012.CCF")
+REAL_NAME = "XRT3_XAREAEF_0012.CCF"
+
+
+@pytest.fixture(scope="module")
+def real_bytes() -> bytes:
+    return REAL.read_bytes()
+
+
+def card(text: str) -> bytes:
+    return text.ljust(80).encode("ascii")
+
+
+def make_header(*cards: str, end: bool = True, pad: bool = True) -> bytes:
+    data = card("SIMPLE  =                    T") + b"".join(card(c) for c in cards)
+    if end:
+        data += card("END")
+    if pad and len(data) % BLOCK:
+        data += b" " * (BLOCK - len(data) % BLOCK)
+    return data
+
+
+FULL = (
+    "TELESCOP= 'XMM     '",
+    "SCOPE   = 'EPN     '",
+    "TYPEID  = 'QUANTUMEF'",
+    "ISSUE   =                   19",
+    "VALDATE = '2000-01-01T00:00:00'",
+    "SUBDATE = '2019-05-06T07:08:09'",
+    "DATE    = '2019-05-01T10:11:12.345'",
+    "CATEGORY= 'XMMCCF  '",
+    "EXTSEQU = 'ANY     '",
+    "EXTSEQID= 'QE      '",
+    "CREATOR = 'deceit.pl 1.22'",
+)
+
+
+def without(*keys: str) -> tuple[str, ...]:
+    return tuple(c for c in FULL if c.split("=")[0].strip() not in keys)
+
+
+# --- the real constituent ---------------------------------------------------------------------
+
+
+def test_real_header_end(real_bytes: bytes) -> None:
+    assert header_end(real_bytes) == 5760
+    assert header_end(real_bytes[:5760]) == 5760
+
+
+def test_real_header_keywords(real_bytes: bytes) -> None:
+    info = parse_header(real_bytes, REAL_NAME)
+    assert (
+        info
+        == {
+            "telescop": "XMM",
+            "scope": "XRT3",
+            "typeid": "XAREAEF",
+            "issue": 12,
+            "valdate": "2000-01-13T00:00:00",
+            "evaldate": None,
+            "subdate": "2014-11-11T06:00:02",
+            "date": "2014-09-19T12:00:28",  # the '.000' fraction is dropped
+            "category": "XMMCCF",
+            "extsequ": "ANY",
+            "extseqid": "ONAXISXAREAEF VIGNETTING CORRAREA",
+            "creator": "/home/ccflib/sas/lib/perl5/deceit.pl 1.22",
+            "header_size": 5760,
+            "header_digest": xxhash.xxh3_128_hexdigest(real_bytes[:5760]),
+        }
+    )
+
+
+def test_real_header_only_needs_header_bytes(real_bytes: bytes) -> None:
+    assert parse_header(real_bytes[:5760], REAL_NAME) == parse_header(real_bytes, REAL_NAME)
+
+
+def test_real_header_continue_cards_do_not_disturb(real_bytes: bytes) -> None:
+    # The XPROC/XDAL cards are long CONTINUE strings holding other names and dates.
+    info = parse_header(real_bytes, "some/dir/" + REAL_NAME)
+    assert info["scope"] == "XRT3" and info["subdate"] == "2014-11-11T06:00:02"
+
+
+def test_read_header_file(real_bytes: bytes, tmp_path: Path) -> None:
+    assert read_header_file(REAL) == parse_header(real_bytes, REAL_NAME)
+    copy = tmp_path / "copy.bin"
+    copy.write_bytes(real_bytes)
+    assert read_header_file(copy, name=REAL_NAME)["issue"] == 12
+
+
+def test_read_header_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(InvalidHeader, match="cannot read"):
+        read_header_file(tmp_path / "EPN_X_0001.CCF")
+    short = tmp_path / "EPN_X_0001.CCF"
+    short.write_bytes(make_header(*FULL, end=False))
+    with pytest.raises(InvalidHeader, match="EPN_X_0001.CCF.*END"):
+        read_header_file(short)
+    text = tmp_path / "EPN_Y_0001.CCF"
+    text.write_text("hello")
+    with pytest.raises(InvalidHeader, match="not a FITS"):
+        read_header_file(text)
+
+
+# --- header_end -------------------------------------------------------------------------------
+
+
+def test_header_end_truncated_data_is_none(real_bytes: bytes) -> None:
+    assert header_end(b"") is None
+    assert header_end(b"SIMP") is None
+    assert header_end(real_bytes[:2880]) is None
+    assert header_end(real_bytes[:4000]) is None
+
+
+def test_header_end_in_partial_block() -> None:
+    data = make_header(*FULL, pad=False)
+    assert len(data) < BLOCK
+    assert header_end(data) == BLOCK
+
+
+def test_header_end_not_fits() -> None:
+    for data in (b"<html>", b"SIMPLE = T", b"\x00" * 100, b"simple  =   T"):
+        with pytest.raises(InvalidHeader, match="not a FITS"):
+            header_end(data)
+
+
+def test_header_end_ignores_end_inside_values() -> None:
+    data = make_header(
+        "COMMENT END of something",
+        "OBJECT  = 'END     '",
+        "XTEXT   = 'and the".ljust(77) + "END",  # 'END' not at a card boundary
+        end=False,
+    )
+    assert header_end(data) is None
+    assert header_end(data + card("END")) == 2 * BLOCK  # appended after the padding
+
+
+def test_header_end_multi_block() -> None:
+    cards = [f"HISTORY line {i}" for i in range(80)]  # 93 cards -> 3 blocks
+    data = make_header(*cards, *FULL)
+    assert header_end(data) == 3 * BLOCK
+    info = parse_header(data, "EPN_QUANTUMEF_0019.CCF")
+    assert info["header_size"] == 3 * BLOCK and info["issue"] == 19
+
+
+def test_header_end_too_many_blocks() -> None:
+    data = make_header(*[f"HISTORY {i}" for i in range(36 * MAX_HEADER_BLOCKS)], end=False)
+    with pytest.raises(InvalidHeader, match="no END card"):
+        header_end(data)
+    assert header_end(data, max_blocks=MAX_HEADER_BLOCKS + 2) is None
+
+
+def test_huge_continue_chain_is_refused() -> None:
+    chain = ["LONGSTR = 'x&'"] + [
+        "CONTINUE  'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx&'"
+    ] * (36 * MAX_HEADER_BLOCKS)
+    data = make_header(*FULL, *chain)
+    with pytest.raises(InvalidHeader, match="EPN_QUANTUMEF_0019.CCF"):
+        parse_header(data, "EPN_QUANTUMEF_0019.CCF")
+
+
+# --- parse_header: fallbacks and defaults -----------------------------------------------------
+
+
+def test_full_synthetic_header() -> None:
+    info = parse_header(make_header(*FULL), "EPN_QUANTUMEF_0019.CCF")
+    assert info["scope"] == "EPN" and info["typeid"] == "QUANTUMEF" and info["issue"] == 19
+    assert info["date"] == "2019-05-01T10:11:12"
+    assert info["evaldate"] is None
+
+
+def test_fallback_to_name() -> None:
+    data = make_header(*without("SCOPE", "TYPEID", "ISSUE"))
+    info = parse_header(data, "epn_quantumef_0019.ccf")
+    assert (info["scope"], info["typeid"], info["issue"]) == ("EPN", "QUANTUMEF", 19)
+
+
+def test_header_wins_over_name() -> None:
+    info = parse_header(make_header(*FULL), "EMOS1_OTHER_0003.CCF")
+    assert (info["scope"], info["typeid"], info["issue"]) == ("EPN", "QUANTUMEF", 19)
+
+
+def test_header_alone_is_enough() -> None:
+    assert parse_header(make_header(*FULL), "download.tmp")["issue"] == 19
+
+
+def test_missing_keywords_and_bad_name() -> None:
+    with pytest.raises(InvalidHeader, match=r"download\.tmp: SCOPE, ISSUE missing"):
+        parse_header(make_header(*without("SCOPE", "ISSUE")), "download.tmp")
+
+
+def test_issue_zero_is_kept() -> None:
+    data = make_header(*without("ISSUE"), "ISSUE   =                    0")
+    assert parse_header(data, "EPN_QUANTUMEF_0019.CCF")["issue"] == 0
+
+
+@pytest.mark.parametrize("value", ["-1", "10000", "1.5", "'abc'", "T", "99999999999999999999"])
+def test_bad_issue(value: str) -> None:
+    data = make_header(*without("ISSUE"), f"ISSUE   = {value}")
+    with pytest.raises(InvalidHeader, match="ISSUE"):
+        parse_header(data, "EPN_QUANTUMEF_0019.CCF")
+
+
+def test_defaults() -> None:
+    data = make_header(*without("TELESCOP", "CATEGORY", "DATE", "EXTSEQU", "EXTSEQID", "CREATOR"))
+    info = parse_header(data, "EPN_QUANTUMEF_0019.CCF")
+    assert info["telescop"] == "XMM"
+    assert info["category"] == "XMMCCF"
+    assert info["date"] == info["subdate"] == "2019-05-06T07:08:09"
+    assert info["extsequ"] == info["extseqid"] == info["creator"] == ""
+
+
+def test_other_category_is_kept() -> None:
+    data = make_header(*without("CATEGORY"), "CATEGORY= 'SCISIMCCF'")
+    assert parse_header(data, "EPN_QUANTUMEF_0019.CCF")["category"] == "SCISIMCCF"
+
+
+def test_evaldate() -> None:
+    data = make_header(*FULL, "EVALDATE= '2020-02-03'")
+    assert parse_header(data, "EPN_QUANTUMEF_0019.CCF")["evaldate"] == "2020-02-03T00:00:00"
+    data = make_header(*FULL, "EVALDATE= '        '")
+    assert parse_header(data, "EPN_QUANTUMEF_0019.CCF")["evaldate"] is None
+
+
+@pytest.mark.parametrize("key", ["VALDATE", "SUBDATE"])
+def test_missing_required_date(key: str) -> None:
+    with pytest.raises(InvalidHeader, match=f"EPN_QUANTUMEF_0019.CCF: {key} is missing"):
+        parse_header(make_header(*without(key)), "EPN_QUANTUMEF_0019.CCF")
+
+
+@pytest.mark.parametrize("key", ["VALDATE", "SUBDATE", "EVALDATE"])
+@pytest.mark.parametrize("value", ["'yesterday'", "'2014-13-45T00:00:00'", "42", "T"])
+def test_unparseable_dates(key: str, value: str) -> None:
+    data = make_header(*without(key), f"{key:<8}= {value}")
+    with pytest.raises(InvalidHeader, match=f"{key}"):
+        parse_header(data, "EPN_QUANTUMEF_0019.CCF")
+
+
+def test_unparseable_date_keyword_falls_back() -> None:
+    data = make_header(*without("DATE"), "DATE    = 'sometime'")
+    assert parse_header(data, "EPN_QUANTUMEF_0019.CCF")["date"] == "2019-05-06T07:08:09"
+
+
+def test_missing_end() -> None:
+    with pytest.raises(InvalidHeader, match="EPN_QUANTUMEF_0019.CCF: .*no END"):
+        parse_header(make_header(*FULL, end=False), "EPN_QUANTUMEF_0019.CCF")
+
+
+def test_truncated_end_block() -> None:
+    with pytest.raises(InvalidHeader, match="truncated"):
+        parse_header(make_header(*FULL, pad=False), "EPN_QUANTUMEF_0019.CCF")
+
+
+def test_not_fits() -> None:
+    with pytest.raises(InvalidHeader, match="EPN_X_0001.CCF: not a FITS"):
+        parse_header(b"<html><body>Not found</body></html>", "EPN_X_0001.CCF")
+
+
+def test_unparsable_card_is_invalid_header() -> None:
+    data = make_header(*without("ISSUE"), "ISSUE   = 12 abc 'x")
+    with pytest.raises(InvalidHeader):
+        parse_header(data, "EPN_QUANTUMEF_0019.CCF")
+
+
+def test_non_ascii_bytes() -> None:
+    data = bytearray(make_header(*FULL, "COMMENT cafe au lait"))
+    data[data.index(b"cafe") + 3] = 0xE9  # a latin-1 byte in the COMMENT card
+    info = parse_header(bytes(data), "EPN_QUANTUMEF_0019.CCF")
+    assert info["issue"] == 19
+
+
+def test_message_is_one_line() -> None:
+    data = make_header(*without("VALDATE"), "VALDATE = 'a\nb'")
+    with pytest.raises(InvalidHeader) as caught:
+        parse_header(data, "EPN_QUANTUMEF_0019.CCF")
+    assert "\n" not in str(caught.value)
+
+
+# --- fuzzing ----------------------------------------------------------------------------------
+
+
+def _check(data: bytes, name: str) -> None:
+    try:
+        info = parse_header(data, name)
+    except InvalidHeader as exc:
+        assert "\n" not in str(exc)
+        return
+    assert isinstance(info["issue"], int) and 0 <= info["issue"] <= 9999
+    assert len(info["valdate"]) == 19 and len(info["subdate"]) == 19
+    assert info["header_size"] % BLOCK == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=6000), st.text(max_size=50))
+def test_fuzz_random_bytes(data: bytes, name: str) -> None:
+    _check(data, name)
+    _check(b"SIMPLE  =" + data, name)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200), st.integers(min_value=0, max_value=5760))
+def test_fuzz_real_header_splice(patch: bytes, at: int) -> None:
+    data = REAL.read_bytes()[:5760]
+    _check(data[:at] + patch + data[at + len(patch) :], REAL_NAME)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=5759), st.integers(min_value=0, max_value=255)
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_fuzz_real_header_byte_flips(flips: list[tuple[int, int]]) -> None:
+    data = bytearray(REAL.read_bytes()[:5760])
+    for offset, value in flips:
+        data[offset] = value
+    _check(bytes(data), REAL_NAME)
+
+
+_CARD_TEXT = st.text(
+    alphabet=st.characters(min_codepoint=32, max_codepoint=126), min_size=0, max_size=80
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_CARD_TEXT, max_size=60), st.booleans())
+def test_fuzz_card_soup(cards: list[str], keep_full: bool) -> None:
+    data = make_header(*(FULL if keep_full else ()), *cards)
+    _check(data, "EPN_QUANTUMEF_0019.CCF")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from([c.split("=")[0].strip() for c in FULL] + ["EVALDATE"]),
+    _CARD_TEXT,
+)
+def test_fuzz_keyword_values(key: str, value: str) -> None:
+    data = make_header(*without(key), f"{key:<8}= {value}"[:80])
+    _check(data, "EPN_QUANTUMEF_0019.CCF")
