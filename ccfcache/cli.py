@@ -340,3 +340,7 @@ def command_names() -> list[str]:
         callback: Callable = info.callback  # type: ignore[assignment]
         names.append(info.name or callback.__name__.replace("_", "-"))
     return names
+
+
+# Commands defined in their own modules register themselves on `app` when imported.
+from . import cli_admin, cli_shared  # noqa: E402, F401

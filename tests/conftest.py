@@ -23,3 +23,27 @@ def server(archive: Manifest) -> Iterator[ArchiveServer]:
     """A fresh server (no faults, zero counters) serving `archive` at ESA's paths."""
     with ArchiveServer(esa_mounts(archive.root)) as running:
         yield running
+
+
+@pytest.fixture
+def source_urls(server: ArchiveServer) -> list[str]:
+    """The full and the valid source URLs of the running test server."""
+    return [server.url("/pub/ccf/constituents/"), server.url("/pub/ccf/valid_constituents/")]
+
+
+@pytest.fixture
+def cache(tmp_path: Path, source_urls: list[str]) -> Iterator:
+    """An empty cache folder configured with the test server's two sources."""
+    from ccfcache import Cache
+
+    with Cache(tmp_path / "cache", sources=source_urls, workers=4) as opened:
+        opened.settings.backoff = 0.01
+        yield opened
+
+
+@pytest.fixture
+def synced(cache, server: ArchiveServer):
+    """`cache` after one sync, with the server's counters reset."""
+    cache.sync()
+    server.reset_counts()
+    return cache
