@@ -295,10 +295,16 @@ class HttpSource:
                     mode = "ab"
                 else:
                     raise FetchError(f"download of {name}: HTTP {response.status_code} from {url}")
-                etag = response.headers.get("etag") or etag
+                served = response.headers.get("etag")
+                if etag and served and served != etag:
+                    partial.unlink(missing_ok=True)
+                    raise FetchError(
+                        f"download of {name}: the file changed on the server since the last "
+                        f"sync (ETag {served} != {etag}); run `ccfcache sync`"
+                    )
                 written = have
                 with open(partial, mode) as handle:
-                    for chunk in response.iter_bytes(CHUNK):
+                    for chunk in response.iter_bytes():  # as received, so a cut keeps its bytes
                         written += len(chunk)
                         if written > expected_size:
                             handle.close()
