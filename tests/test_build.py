@@ -1,0 +1,189 @@
+"""Building CIFs from the index against the real local server: only selected constituents are
+downloaded, the file has cifbuild's structure, views and environment work, bad input fails."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+from astropy.io import fits
+
+from ccfcache import SelectionError
+from ccfcache.cif import read_cif
+from ccfcache.demo.archive import Manifest
+from ccfcache.select import select_constituents
+
+REAL_CIF = Path(__file__).parent / "data" / "epicpnsim_psf_gen_ccf.cif"
+OBS, ANAL = "2021-03-10T00:21:11", "2021-03-25T09:56:39"
+
+
+def expected_names(archive: Manifest, obs: str, anal: str, *, full_only: bool = False) -> set[str]:
+    rows = [{"name": e.name, "scope": e.scope, "typeid": e.typeid, "issue": e.issue,
+             "valdate": e.valdate, "evaldate": e.evaldate, "subdate": e.subdate,
+             "date": e.date, "category": e.category}
+            for e in archive.entries.values() if e.in_full]
+    return {r["name"] for r in select_constituents(rows, obs, anal).rows}
+
+
+def test_cif_downloads_only_what_it_selects(synced, server, archive: Manifest, tmp_path):
+    out = tmp_path / "ccf.cif"
+    result = synced.cif(OBS, ANAL, out)
+    wanted = expected_names(archive, OBS, ANAL)
+    assert {r["name"] for r in result.rows} == wanted
+    downloaded = {path.rsplit("/", 1)[1] for m, path, _ in server.request_log
+                  if m == "GET" and path.endswith(".CCF")}
+    assert downloaded == wanted
+    for name in wanted:
+        assert server.counts(name).gets == 1
+        assert server.bytes_sent(name) == archive.entries[name].size
+    data = read_cif(out)
+    assert data.obs_date == OBS and data.analysis_date == ANAL
+    for row in data.rows:
+        assert row["md5"] == archive.entries[row["name"]].md5
+        assert row["size"] == archive.entries[row["name"]].size
+
+
+def test_cif_structure_matches_real_cif(synced, tmp_path):
+    out = tmp_path / "ccf.cif"
+    synced.cif(OBS, ANAL, out)
+    with fits.open(out) as ours, fits.open(REAL_CIF) as real:
+        assert [h.name for h in ours] == [h.name for h in real]
+        a, b = ours["CALINDEX"], real["CALINDEX"]
+        assert a.columns.names == b.columns.names
+        assert a.columns.formats == b.columns.formats
+        for key in ("CATEGORY", "OBSVDATE", "ANALDATE", "EXTNAME"):
+            assert key in a.header
+        assert a.header["OBSVDATE"] == OBS
+        assert "CREATOR" in ours[0].header and "DATE" in ours[0].header
+
+
+def test_warm_cif_downloads_nothing(synced, server, tmp_path):
+    synced.cif(OBS, ANAL, tmp_path / "a.cif")
+    server.reset_counts()
+    again = synced.cif(OBS, ANAL, tmp_path / "b.cif")
+    assert server.total_requests() == 0
+    assert again.rows
+
+
+def test_view_folder_holds_exactly_the_cif(synced, tmp_path, archive: Manifest):
+    result = synced.cif(OBS, ANAL, tmp_path / "ccf.cif")
+    view = result.view_dir
+    assert sorted(os.listdir(view)) == sorted(r["name"] for r in result.rows)
+    for row in result.rows:
+        link = view / row["name"]
+        assert link.is_symlink() and not os.path.isabs(os.readlink(link))
+        assert hashlib.md5(link.read_bytes()).hexdigest() == archive.entries[row["name"]].md5
+    assert result.env == {"SAS_CCF": str(tmp_path / "ccf.cif"), "SAS_CCFPATH": str(view)}
+
+
+def test_fullpath_points_into_the_view(synced, tmp_path):
+    result = synced.cif(OBS, ANAL, tmp_path / "ccf.cif", fullpath=True)
+    data = read_cif(tmp_path / "ccf.cif")
+    for row in data.rows:
+        assert row["fname"] == str(result.view_dir / row["name"])
+        assert Path(row["fname"]).exists()
+
+
+def test_cif_is_recorded_and_listed(synced, tmp_path):
+    result = synced.cif(OBS, ANAL, tmp_path / "ccf.cif", pin=True)
+    listed = synced.cifs()
+    assert listed[0]["id"] == result.cif_id
+    assert listed[0]["rows"] == len(result.rows) and listed[0]["pinned"] == 1
+
+
+def test_env_and_sas_env(synced, tmp_path):
+    out = tmp_path / "ccf.cif"
+    result = synced.cif(OBS, ANAL, out)
+    assert synced.env_for_cif(out) == result.env
+    before = os.environ.get("SAS_CCF")
+    with synced.sas_env(cif=out) as env:
+        assert os.environ["SAS_CCF"] == str(out)
+        assert os.environ["SAS_CCFPATH"] == env["SAS_CCFPATH"]
+    assert os.environ.get("SAS_CCF") == before
+
+
+def test_env_for_a_foreign_cif(synced, tmp_path):
+    """A CIF written elsewhere (not recorded): matched by name, MD5 and size."""
+    out = tmp_path / "ccf.cif"
+    result = synced.cif(OBS, ANAL, out)
+    synced.index.conn.execute("DELETE FROM cifs")
+    env = synced.env_for_cif(out)
+    assert sorted(os.listdir(env["SAS_CCFPATH"])) == sorted(r["name"] for r in result.rows)
+
+
+def test_historical_uses_superseded_content(synced, server, archive, tmp_path):
+    """The real case: a name modified in place (SUBDATE 2014-09-20 -> 2014-11-11). An analysis
+    dated between the two gets the old bytes only with --historical."""
+    from ccfcache.demo.archive import generate_archive
+    from ccfcache.demo.server import esa_mounts
+
+    name = archive.cases["v2"]["modified"]
+    obs, between = "2014-06-01T00:00:00", "2014-10-01T00:00:00"
+    first = synced.cif(obs, between, tmp_path / "old.cif")
+    old_md5 = next(r["md5"] for r in first.rows if r["name"] == name)
+    assert old_md5 == archive.entries[name].md5
+    v2 = generate_archive(tmp_path / "v2", seed=0, scale=1000.0, version=2, types=20)
+    assert v2.entries[name].subdate > between >= archive.entries[name].subdate
+    for prefix, folder in esa_mounts(v2.root).items():
+        server.set_mount(prefix, folder)
+    synced.sync(force=True)
+    now = synced.cif(obs, "2026-01-01T00:00:00", tmp_path / "new.cif")
+    assert next(r["md5"] for r in now.rows if r["name"] == name) == v2.entries[name].md5
+    # by default only what the server lists now takes part: its SUBDATE is after `between`
+    past = synced.cif(obs, between, tmp_path / "past.cif")
+    assert name not in {r["name"] for r in past.rows}
+    again = synced.cif(obs, between, tmp_path / "hist.cif", historical=True)
+    assert next(r["md5"] for r in again.rows if r["name"] == name) == old_md5
+    assert read_cif(tmp_path / "hist.cif").rows == read_cif(tmp_path / "old.cif").rows
+
+
+def test_withdrawn_is_never_selected(synced, server, archive, tmp_path):
+    from ccfcache.demo.archive import generate_archive
+    from ccfcache.demo.server import esa_mounts
+
+    gone = archive.cases["v2"]["withdrawn"]
+    v2 = generate_archive(tmp_path / "v2", seed=0, scale=1000.0, version=2, types=20)
+    for prefix, folder in esa_mounts(v2.root).items():
+        server.set_mount(prefix, folder)
+    report = synced.sync()
+    assert gone in report.withdrawn
+    result = synced.cif("2026-01-01T00:00:00", "2026-06-01T00:00:00", tmp_path / "c.cif",
+                        historical=True)
+    assert gone not in {r["name"] for r in result.rows}
+
+
+def test_server_down_with_missing_files_writes_no_cif(synced, server, tmp_path):
+    server.set_fault("status", code=500, on="file")
+    synced.settings.retries = 0
+    out = tmp_path / "ccf.cif"
+    with pytest.raises(SelectionError, match="could not be fetched"):
+        synced.cif(OBS, ANAL, out)
+    assert not out.exists()
+    assert synced.cifs() == []
+
+
+def test_no_candidate_at_all(synced, tmp_path):
+    with pytest.raises(SelectionError, match="no constituent is valid"):
+        synced.cif("1990-01-01", "1990-01-02", tmp_path / "x.cif")
+
+
+def test_analysis_before_observation_warns(synced, tmp_path):
+    result = synced.cif(OBS, "2021-03-01T00:00:00", tmp_path / "x.cif")
+    assert any("earlier than the observation date" in w for w in result.warnings)
+
+
+def test_bad_dates(synced, tmp_path):
+    from ccfcache import InvalidDate
+
+    with pytest.raises(InvalidDate):
+        synced.cif("2021-13-45", None, tmp_path / "x.cif")
+
+
+def test_cif_does_not_read_headers_again(synced, server, tmp_path):
+    synced.cif(OBS, ANAL, tmp_path / "a.cif")
+    server.reset_counts()
+    synced.cif("2015-06-01T00:00:00", ANAL, tmp_path / "b.cif")
+    # only whole-file GETs of newly selected files; no header Range reads
+    assert all(rng is None for _, path, rng in server.request_log)
