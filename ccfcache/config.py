@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,9 @@ class Settings:
     timeout: float = 30.0
     retries: int = 4
     backoff: float = 0.5
+    shared: bool = False  # `init --shared`: group-writable folders, umask 0o002 when writing
+    group: str | None = None
+    site_dir: Path | None = None  # a read-only site cache read before this one
 
 
 def default_cache_dir() -> Path:
@@ -66,9 +70,33 @@ def read_config_file(cache_dir: Path) -> dict:
 def write_config_file(cache_dir: Path, data: dict) -> None:
     """Write config.json atomically (temporary file, then rename)."""
     path = cache_dir / CONFIG_NAME
-    tmp = path.with_name(f".{CONFIG_NAME}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    # unique across hosts sharing the folder (pids are not)
+    tmp = path.with_name(f".{CONFIG_NAME}.{uuid.uuid4().hex}.tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise CacheError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def resolve_site_dir(config: dict, root: Path) -> Path | None:
+    """The site cache under this one: $CCFCACHE_SITE_DIR, else `site_dir` in config.json;
+    None when unset or when it is this very cache."""
+    value = os.environ.get("CCFCACHE_SITE_DIR") or config.get("site_dir")
+    if not value:
+        return None
+    site = Path(str(value)).expanduser().absolute()
+    return None if site == root else site
+
+
+def _site_config(site: Path | None) -> dict:
+    if site is None or not site.is_dir():
+        return {}
+    try:
+        return read_config_file(site)
+    except CacheError:
+        return {}
 
 
 def _env_int(name: str, default: int) -> int:
@@ -93,11 +121,17 @@ def load_settings(
     """Resolve the settings for one cache from arguments, environment and config file."""
     root = resolve_cache_dir(cache_dir)
     config = read_config_file(root) if root.is_dir() else {}
-    chosen_sources = sources or config.get("sources") or list(DEFAULT_SOURCES)
+    site = resolve_site_dir(config, root)
+    # a personal overlay without its own sources fetches from where the site cache does
+    chosen_sources = (sources or config.get("sources") or _site_config(site).get("sources")
+                      or list(DEFAULT_SOURCES))
     return Settings(
         cache_dir=root,
         sources=[str(s) for s in chosen_sources],
         workers=workers or _env_int("CCFCACHE_WORKERS", int(config.get("workers", 8))),
         timeout=float(config.get("timeout", 30.0)),
         retries=int(config.get("retries", 4)),
+        shared=bool(config.get("shared", False)),
+        group=config.get("group") or None,
+        site_dir=site,
     )

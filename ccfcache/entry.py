@@ -9,7 +9,15 @@ import sys
 
 def _fast_path(argv: list[str]) -> int | None:
     """Print the paths of already-stored names; None when the full CLI is needed."""
-    if len(argv) < 2 or argv[0] != "path" or any(a.startswith("-") for a in argv[1:]):
+    if len(argv) < 2 or argv[0] != "path":
+        return None
+    argv = list(argv)
+    cache_dir = None
+    if "--cache-dir" in argv[1:-1]:
+        at = argv.index("--cache-dir")
+        cache_dir = argv[at + 1]
+        del argv[at : at + 2]
+    if len(argv) < 2 or any(a.startswith("-") for a in argv[1:]):
         return None
     from .config import default_cache_dir
     from .errors import InvalidName
@@ -17,7 +25,7 @@ def _fast_path(argv: list[str]) -> int | None:
     from .layout import Layout
     from .names import canonical_name
 
-    env = os.environ.get("CCFCACHE_DIR")
+    env = cache_dir or os.environ.get("CCFCACHE_DIR")
     if env:
         root = os.path.abspath(os.path.expanduser(env))
     else:

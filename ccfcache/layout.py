@@ -7,15 +7,23 @@
     <root>/locks/              per-content download locks (O_EXCL files)
     <root>/views/<id>/NAME     per-CIF folders of links into blobs/, for SAS_CCFPATH
     <root>/cifs/               CIFs written without an explicit output path
+    <root>/CCFCACHE_FORMAT     JSON: storage format and lock protocol, readable without SQLite
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import uuid
 from pathlib import Path
+
+from .errors import CacheError
 
 FORMAT_VERSION = 1  # storage format (tables, blob layout)
 LOCK_PROTOCOL = 1  # lock-file protocol (O_EXCL files + heartbeat)
+
+FORMAT_FILE = "CCFCACHE_FORMAT"
 
 _HASH_RE = re.compile(r"[0-9a-f]{32}")
 
@@ -31,6 +39,8 @@ class Layout:
         self.locks = self.root / "locks"
         self.views = self.root / "views"
         self.cifs = self.root / "cifs"
+        self.format_file = self.root / FORMAT_FILE
+        self.site: Layout | None = None  # a read-only site cache layered under this one
 
     def blob_path(self, xxh3: str) -> Path:
         """The path of a blob; `xxh3` must be 32 lower-case hex digits."""
@@ -41,3 +51,81 @@ class Layout:
     def folders(self) -> list[Path]:
         """Every folder the cache needs."""
         return [self.root, self.blobs, self.tmp, self.locks, self.views, self.cifs]
+
+    def site_blob_path(self, xxh3: str) -> Path | None:
+        """The blob in the site cache layered under this one, if there is one."""
+        return None if self.site is None else self.site.blob_path(xxh3)
+
+
+def format_record() -> dict:
+    """What CCFCACHE_FORMAT holds for this ccfcache."""
+    from . import __version__
+
+    return {"format_version": FORMAT_VERSION, "lock_protocol": LOCK_PROTOCOL,
+            "written_by": f"ccfcache {__version__}"}
+
+
+def write_format_file(layout: Layout) -> None:
+    """Record the storage format and lock protocol at the cache root (once, atomically: a
+    complete temporary file linked to its name, so no reader sees a half-written file)."""
+    if layout.format_file.exists():
+        return
+    tmp = layout.root / f".{FORMAT_FILE}.{uuid.uuid4().hex}.tmp"
+    try:
+        tmp.write_text(json.dumps(format_record(), indent=2) + "\n", encoding="utf-8")
+        os.chmod(tmp, 0o444)
+        try:
+            os.link(tmp, layout.format_file)
+        except FileExistsError:
+            pass
+    except OSError as exc:
+        raise CacheError(f"cannot write {layout.format_file}: {exc.strerror or exc}") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_format_file(layout: Layout) -> dict | None:
+    """The recorded format of a cache (None when the file is absent)."""
+    try:
+        text = layout.format_file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise CacheError(f"cannot read {layout.format_file}: {exc.strerror or exc}") from exc
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("not an object")
+        return data
+    except ValueError:
+        raise CacheError(
+            f"{layout.format_file} is damaged; this is not a cache this ccfcache can use"
+        ) from None
+
+
+def check_format(layout: Layout) -> None:
+    """Refuse a cache written with another storage format or lock protocol (one-line error)."""
+    data = read_format_file(layout)
+    if data is None:
+        return
+    found = (data.get("format_version"), data.get("lock_protocol"))
+    if found != (FORMAT_VERSION, LOCK_PROTOCOL):
+        raise CacheError(
+            f"the cache at {layout.root} has storage format {found[0]} and lock protocol "
+            f"{found[1]} (written by {data.get('written_by', 'an unknown ccfcache')}); this "
+            f"ccfcache uses format {FORMAT_VERSION}, lock protocol {LOCK_PROTOCOL}: use a "
+            "matching ccfcache or another cache folder"
+        )
+
+
+def format_compatible(root: str | os.PathLike[str]) -> bool:
+    """Stdlib-only check for the warm path: False when the recorded format differs."""
+    try:
+        with open(os.path.join(root, FORMAT_FILE), encoding="utf-8") as handle:
+            data = json.load(handle)
+    except FileNotFoundError:
+        return True
+    except (OSError, ValueError):
+        return False
+    return (isinstance(data, dict) and data.get("format_version") == FORMAT_VERSION
+            and data.get("lock_protocol") == LOCK_PROTOCOL)

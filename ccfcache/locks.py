@@ -1,9 +1,22 @@
 """Per-content download locks that work on NFS: a lock file created with O_EXCL in the shared
-cache, holding host, pid, start time; its mtime is the holder's heartbeat.
+cache, holding host, boot id, pid namespace, pid, start time and a random token; its mtime is
+the holder's heartbeat (touched every `heartbeat` seconds by a daemon thread).
 
-A lock held by a dead process on this host is broken at once; one from another host only
-when its heartbeat is older than `stale_after`. Breaking is a rename to a unique name
-followed by unlink, so two breakers cannot both win. Readers never take locks.
+Rules (see docs/admin.md):
+- A lock whose holder ran on this host (same host name, boot and pid namespace) and whose pid
+  is gone is broken at once; so is one written before this host rebooted.
+- Any other lock (another host, another pid namespace, an unreadable file) is broken only when
+  its heartbeat is older than the TTL (`CCFCACHE_LOCK_TTL`, default 60 s), judged on the file
+  server's clock (the mtime of a file just created next to it), so client clock skew is moot.
+- Breaking is serialised by a guard file (`<lock>.break`, also O_EXCL); under the guard the
+  breaker re-reads the lock and removes it only if it is still stale, so of several breakers
+  racing for one dead lock exactly one removes it, and none removes the fresh lock a winner
+  has just taken.
+- A holder releases (unlinks) the lock only if it still carries its token.
+- Readers never take locks; only writers of one content do.
+
+Nothing here relies on byte-range locks (fcntl/flock) or on attribute-cache freshness beyond
+the mtime of the lock file itself, with a TTL far above NFS attribute-cache times.
 """
 
 from __future__ import annotations
@@ -15,9 +28,10 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
-from .errors import CacheError
+from .errors import CacheError, UsageError
 
 HEARTBEAT_S = 5.0
 STALE_AFTER_S = 60.0
@@ -26,6 +40,43 @@ STALE_AFTER_S = 60.0
 def hostname() -> str:
     """This host's name as recorded in locks (CCFCACHE_HOSTNAME overrides, for tests)."""
     return os.environ.get("CCFCACHE_HOSTNAME") or socket.gethostname()
+
+
+def lock_ttl() -> float:
+    """Seconds after which a silent lock from another host is stale ($CCFCACHE_LOCK_TTL)."""
+    value = os.environ.get("CCFCACHE_LOCK_TTL")
+    if not value:
+        return STALE_AFTER_S
+    try:
+        ttl = float(value)
+    except ValueError:
+        raise UsageError(f"$CCFCACHE_LOCK_TTL must be a number of seconds, not {value!r}") from None
+    if not ttl > 0:
+        raise UsageError("$CCFCACHE_LOCK_TTL must be positive")
+    return ttl
+
+
+def heartbeat_interval(ttl: float) -> float:
+    """How often a holder touches its lock: well inside the TTL."""
+    return max(0.05, min(HEARTBEAT_S, ttl / 4))
+
+
+@cache
+def boot_id() -> str:
+    """This boot of this host ('' where unknown): a lock from an earlier boot is dead."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip()
+    except OSError:
+        return ""
+
+
+@cache
+def pid_namespace() -> str:
+    """This process's pid namespace ('' where unknown): pids only compare within one."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
 
 
 def pid_alive(pid: int) -> bool:
@@ -41,6 +92,24 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def fs_now(folder: Path) -> float:
+    """The file server's clock: the mtime of a file just created in `folder` (local time on
+    failure). Heartbeats are mtimes set by that server, so staleness compares like with like."""
+    probe = Path(folder) / f".clock.{uuid.uuid4().hex}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except OSError:
+        return time.time()
+    try:
+        return os.fstat(fd).st_mtime
+    finally:
+        os.close(fd)
+        try:
+            os.unlink(probe)
+        except OSError:
+            pass
+
+
 @dataclass
 class LockInfo:
     """What a lock file says about its holder."""
@@ -49,6 +118,9 @@ class LockInfo:
     pid: int
     started: float
     heartbeat: float
+    boot: str = ""
+    pidns: str = ""
+    token: str = ""
 
 
 def read_lock(path: Path) -> LockInfo | None:
@@ -56,87 +128,161 @@ def read_lock(path: Path) -> LockInfo | None:
     try:
         st = path.stat()
         data = json.loads(path.read_text(encoding="utf-8"))
-        return LockInfo(str(data["host"]), int(data["pid"]), float(data["started"]), st.st_mtime)
+        return LockInfo(str(data["host"]), int(data["pid"]), float(data["started"]), st.st_mtime,
+                        str(data.get("boot", "")), str(data.get("pidns", "")),
+                        str(data.get("token", "")))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
-def is_stale(info: LockInfo | None, path: Path, *, now: float, stale_after: float) -> bool:
-    """Decide whether a lock may be broken (pure but for the pid check on this host)."""
-    if info is None:
-        # unreadable: a holder that died between create and write, or a foreign file
-        try:
-            age = now - path.stat().st_mtime
-        except OSError:
-            return False
-        return age > stale_after
-    if info.host == hostname():
-        return not pid_alive(info.pid) or now - info.heartbeat > stale_after
-    return now - info.heartbeat > stale_after
+def same_machine(info: LockInfo) -> bool:
+    """True when the holder's pid can be checked here: same host, boot and pid namespace."""
+    if info.host != hostname():
+        return False
+    if info.boot and boot_id() and info.boot != boot_id():
+        return True  # same host, earlier boot: checked (and dead) in is_stale
+    return not (info.pidns and pid_namespace() and info.pidns != pid_namespace())
+
+
+def is_stale(info: LockInfo | None, path: Path, *, now: float | None = None,
+             stale_after: float | None = None) -> bool:
+    """Whether a lock may be broken: a dead holder on this machine at once, anything else only
+    when its heartbeat is older than `stale_after` (on the file server's clock, or `now`)."""
+    ttl = lock_ttl() if stale_after is None else stale_after
+    if info is not None and same_machine(info):
+        if info.boot and boot_id() and info.boot != boot_id():
+            return True  # this host rebooted since
+        if not pid_alive(info.pid):
+            return True
+        # alive (or a reused pid): trust the heartbeat
+    try:
+        mtime = path.stat().st_mtime if info is None else info.heartbeat
+    except OSError:
+        return False  # gone: not ours to break, just retry the create
+    if now is None:
+        now = fs_now(path.parent)
+    return now - mtime > ttl
+
+
+def _create_exclusive(path: Path, body: bytes, mode: int = 0o664) -> bool:
+    """Create `path` with O_EXCL and write `body`; False when it exists."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError:
+        return False
+    try:
+        os.write(fd, body)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return True
 
 
 class FileLock:
-    """An O_EXCL lock file with a heartbeat thread; use as a context manager or acquire()."""
+    """An O_EXCL lock file with a heartbeat thread; `try_acquire()` never blocks, `release()`
+    is idempotent; also a context manager (releasing on exit)."""
 
-    def __init__(self, path: Path, *, stale_after: float = STALE_AFTER_S) -> None:
+    def __init__(self, path: Path, *, stale_after: float | None = None,
+                 heartbeat: float | None = None, host: str | None = None) -> None:
         self.path = Path(path)
-        self.stale_after = stale_after
+        self.stale_after = lock_ttl() if stale_after is None else stale_after
+        self.heartbeat = heartbeat or heartbeat_interval(self.stale_after)
+        self.host = host
+        self.token = uuid.uuid4().hex
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.held = False
+        self.lost = False  # set when someone broke this lock while we held it
+
+    @property
+    def guard(self) -> Path:
+        return self.path.with_name(self.path.name + ".break")
+
+    def _body(self) -> bytes:
+        return json.dumps({
+            "host": self.host or hostname(), "pid": os.getpid(), "started": time.time(),
+            "boot": boot_id(), "pidns": pid_namespace(), "token": self.token,
+        }).encode()  # fmt: skip
 
     def try_acquire(self) -> bool:
-        """Take the lock if free (breaking a stale one); never blocks."""
-        body = json.dumps({"host": hostname(), "pid": os.getpid(), "started": time.time()})
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o664)
-            except FileExistsError:
-                if is_stale(read_lock(self.path), self.path, now=time.time(),
-                            stale_after=self.stale_after):
-                    self._break()
-                    continue
-                return False
-            except OSError as exc:
-                raise CacheError(f"cannot create lock {self.path}: {exc.strerror}") from exc
-            try:
-                os.write(fd, body.encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            self.held = True
-            self._start_heartbeat()
+        """Take the lock if free (breaking a stale one first); never waits for a live holder."""
+        if self.held:
             return True
+        for _ in range(3):
+            try:
+                created = _create_exclusive(self.path, self._body())
+            except FileNotFoundError:
+                try:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise self._error(exc) from exc
+                continue
+            except OSError as exc:
+                raise self._error(exc) from exc
+            if created:
+                self.held = True
+                self.lost = False
+                self._start_heartbeat()
+                return True
+            if not is_stale(read_lock(self.path), self.path, stale_after=self.stale_after):
+                return False
+            if not self._break():
+                return False
         return False
 
-    def _break(self) -> None:
-        grave = self.path.with_name(f"{self.path.name}.broken.{uuid.uuid4().hex}")
+    def _error(self, exc: OSError) -> CacheError:
+        return CacheError(f"cannot create the lock {self.path}: {exc.strerror or exc}")
+
+    def _break(self) -> bool:
+        """Remove a stale lock under the guard; False when another breaker is at work."""
+        guard = self.guard
         try:
-            os.rename(self.path, grave)
+            if not _create_exclusive(guard, self._body()):
+                # a breaker that died between guard and unlink: same staleness rules
+                if is_stale(read_lock(guard), guard, stale_after=self.stale_after):
+                    guard.unlink(missing_ok=True)
+                return False
         except OSError:
-            return  # someone else broke or released it first
-        grave.unlink(missing_ok=True)
+            return False
+        try:
+            # re-judge under the guard: a breaker before us may have freed it and a new
+            # holder taken it since we looked
+            if is_stale(read_lock(self.path), self.path, stale_after=self.stale_after):
+                self.path.unlink(missing_ok=True)
+        finally:
+            guard.unlink(missing_ok=True)
+        return True
 
     def _start_heartbeat(self) -> None:
         self._stop.clear()
         self._thread = threading.Thread(target=self._beat, daemon=True, name="ccfcache-lock")
         self._thread.start()
 
+    def _still_mine(self) -> bool:
+        info = read_lock(self.path)
+        return info is not None and info.token == self.token
+
     def _beat(self) -> None:
-        while not self._stop.wait(HEARTBEAT_S):
+        while not self._stop.wait(self.heartbeat):
+            if not self._still_mine():
+                self.lost = True
+                return
             try:
                 os.utime(self.path)
             except OSError:
+                self.lost = True
                 return
 
     def release(self) -> None:
-        """Release the lock (idempotent)."""
+        """Release the lock (idempotent); never removes a lock someone else holds now."""
         if not self.held:
             return
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        self.path.unlink(missing_ok=True)
+            self._thread = None
+        if self._still_mine():
+            self.path.unlink(missing_ok=True)
         self.held = False
 
     def __enter__(self) -> FileLock:

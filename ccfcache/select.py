@@ -98,7 +98,8 @@ def select_constituents(
     wanted = category.strip()
     best: dict[tuple[str, str], tuple[tuple[Any, ...], Row] | None] = {}
     for row in rows:
-        if not ignore_category and str(row.get("category") or "").strip() != wanted:
+        broken = not _blank(row.get("header_error"))  # its category is unknown: always say so
+        if not broken and not ignore_category and str(row.get("category") or "").strip() != wanted:
             continue
         problem = _unusable(row)
         if problem is not None:

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote, urljoin, urlsplit
 
-from .errors import FetchError, ListingError
-from .headers import BLOCK, MAX_HEADER_BLOCKS, header_end
+from .errors import FetchError, InvalidHeader, ListingError
+from .headers import BLOCK, MAX_HEADER_BLOCKS
+from .headers import header_end as _strict_header_end
 from .listing import Listing, list_directory, parse_html_listing
 
 if TYPE_CHECKING:
@@ -69,6 +70,14 @@ def open_source(url: str, *, timeout: float = 30.0, retries: int = 4, backoff: f
     if not url.startswith(("http://", "https://")):
         raise ListingError(f"unsupported source URL (use http(s)://, file:// or a folder): {url}")
     return HttpSource(url, timeout=timeout, retries=retries, backoff=backoff, pool=pool)
+
+
+def header_end(data: bytes) -> int | None:
+    """Where the header ends; bytes that are not FITS end the read (parsed later, reported)."""
+    try:
+        return _strict_header_end(data)
+    except InvalidHeader:
+        return len(data)
 
 
 def _http_date_to_iso(value: str | None) -> str | None:

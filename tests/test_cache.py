@@ -212,3 +212,32 @@ def test_changed_bytes_get_a_new_content_row(tmp_path, synced, server, archive):
     assert new_path != old_path and old_path.exists()
     assert md5(new_path) == v2.entries[XRT3].md5
     assert md5(old_path) == archive.entries[XRT3].md5
+
+
+def test_server_ignoring_range_still_reads_headers(cache, server, archive: Manifest):
+    server.set_fault("ignore_range")
+    report = cache.sync()
+    assert report.failures == [] and report.header_errors == []
+    row = cache.index.query("SELECT subdate, size FROM versions WHERE name = ?", (XRT3,))[0]
+    assert row["subdate"] == archive.entries[XRT3].subdate
+    assert row["size"] == archive.entries[XRT3].size
+    gets = [p for m, p, _ in server.request_log if m == "GET" and p.endswith("/" + XRT3)]
+    assert len(gets) == 2  # one per source, no second request for more blocks
+
+
+def test_file_url_source_and_unreadable_header(tmp_path, archive: Manifest):
+    import shutil
+
+    folder = tmp_path / "mirror"
+    shutil.copytree(archive.full_dir, folder)
+    (folder / "EPN_JUNK_0001.CCF").write_bytes(b"this is not FITS" * 400)
+    with Cache(tmp_path / "c", sources=[f"file://{folder}"]) as cache:
+        report = cache.sync()
+        assert len(report.header_errors) == 1 and "EPN_JUNK_0001.CCF" in report.header_errors[0]
+        assert "\n" not in report.header_errors[0]
+        with pytest.raises(FetchError, match="EPN_JUNK_0001.CCF"):
+            cache.path("EPN_JUNK_0001.CCF")
+        assert md5(cache.path(XRT3)) == archive.entries[XRT3].md5
+        result = cache.cif("2021-03-10T00:21:11", "2021-03-25T09:56:39", tmp_path / "x.cif")
+        assert "EPN_JUNK_0001.CCF" not in {r["name"] for r in result.rows}
+        assert any("EPN_JUNK_0001.CCF" in w for w in result.warnings)
