@@ -50,6 +50,8 @@ class Cache:
         else:
             self.settings.sources = [normalise_source(s) for s in self.settings.sources]
         self.layout = Layout(self.settings.cache_dir)
+        if self.settings.site_dir is not None:
+            self.layout.site = Layout(self.settings.site_dir)  # read-only, looked at first
         self.progress = progress or NullProgress()
         self._index: Index | None = None
         self._sources: dict[str, Source] | None = None
@@ -70,14 +72,16 @@ class Cache:
                 ) from exc
         if not os.access(self.layout.root, os.W_OK):
             raise CacheError(f"the cache folder {self.layout.root} is not writable")
+        from .shared import prepare_for_writing
+
+        prepare_for_writing(self.layout, self.settings)  # umask, CCFCACHE_FORMAT
 
     @property
     def index(self) -> Index:
         if self._index is None:
-            from .index import Index
+            from .shared import open_index
 
-            self._ensure_folders()
-            self._index = Index(self.layout.db)
+            self._index = open_index(self)  # read-only, with a note, if not writable for us
         return self._index
 
     @property

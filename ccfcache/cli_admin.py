@@ -1,3 +1,177 @@
-"""CLI commands registered on the main typer app (see ccfcache.cli)."""
+"""CLI commands registered on the main typer app (see ccfcache.cli): `prune`, `verify`,
+`doctor`, `pin`, `unpin`."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .cli import CacheDir, JsonFlag, app, fail, open_cache, print_json
+from .errors import CcfCacheError
+
+
+def _human(size: int) -> str:
+    from .prune import human_size
+
+    return human_size(size)
+
+
+@app.command()
+def prune(
+    older_than: Annotated[
+        str | None,
+        typer.Option("--older-than", help="Also remove contents not used for DURATION (30d)."),
+    ] = None,
+    max_size: Annotated[
+        str | None,
+        typer.Option("--max-size", help="Evict least recently used contents until the store "
+                     "fits SIZE (2G)."),
+    ] = None,
+    grace: Annotated[
+        str, typer.Option("--grace", help="Temporary files younger than this are kept.")
+    ] = "1d",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report what would go.")] = False,
+    cache_dir: CacheDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Remove withdrawn, superseded or unused contents not pinned by a CIF, old temporaries."""
+    from .prune import parse_duration, parse_size
+    from .prune import prune as run_prune
+
+    try:
+        age = parse_duration(older_than) if older_than is not None else None
+        size = parse_size(max_size) if max_size is not None else None
+        grace_s = parse_duration(grace)
+    except CcfCacheError as exc:
+        fail(str(exc))
+    with open_cache(cache_dir, progress=False) as cache:
+        plan = run_prune(cache, older_than=age, max_size=size, grace=grace_s, dry_run=dry_run)
+    if as_json:
+        print_json(plan.as_dict())
+        return
+    verb = "would free" if dry_run else "freed"
+    reasons: dict[str, int] = {}
+    for item in plan.blobs:
+        reasons[item.reason] = reasons.get(item.reason, 0) + 1
+    detail = ", ".join(f"{n} {reason}" for reason, n in sorted(reasons.items()))
+    typer.echo(f"{verb} {_human(plan.bytes)} in {plan.files} files: {len(plan.blobs)} contents"
+               f"{f' ({detail})' if detail else ''}, {len(plan.tmp)} temporary files")
+    if plan.locks or plan.views:
+        prefix = "would remove" if dry_run else "removed"
+        typer.echo(f"{prefix} {len(plan.locks)} stale locks, {len(plan.views)} unused views")
+    if plan.kept_pinned:
+        typer.echo(f"kept {plan.kept_pinned} contents pinned by CIFs")
+    typer.echo(f"store: {_human(plan.store_bytes)} -> {_human(plan.store_bytes_after)}")
+    if plan.over_budget:
+        typer.echo(f"warning: pinned and current contents exceed --max-size {max_size}",
+                   err=True)
+
+
+@app.command()
+def verify(
+    full: Annotated[
+        bool, typer.Option("--full", help="Re-hash every blob (in parallel).")
+    ] = False,
+    sample: Annotated[
+        float | None, typer.Option("--sample", help="Re-hash a random PCT percent of blobs.")
+    ] = None,
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Re-fetch missing or corrupt contents.")
+    ] = False,
+    cif: Annotated[
+        Path | None, typer.Option("--cif", help="Check this CIF's rows (MD5, FSIZE) instead.")
+    ] = None,
+    cache_dir: CacheDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Check blobs (sizes, links; hashes with --full/--sample); exit 1 if anything is wrong."""
+    from .verify import verify as run_verify
+    from .verify import verify_cif
+
+    with open_cache(cache_dir, progress=False) as cache:
+        if cif is not None:
+            report = verify_cif(cache, cif)
+        else:
+            report = run_verify(cache, full=full, sample=sample, repair=repair)
+    if as_json:
+        print_json(report.as_dict())
+    else:
+        for problem in report.problems:
+            typer.echo(str(problem))
+        what = f"{report.blobs} rows" if cif is not None else (
+            f"{report.blobs} contents, {report.links} view links")
+        hashed = f", hashed {report.hashed} ({_human(report.hashed_bytes)})" if report.hashed \
+            else ""
+        wrong = sum(not p.repaired for p in report.problems)
+        fixed = len(report.problems) - wrong
+        typer.echo(f"checked {what}{hashed}: {wrong} problems"
+                   + (f", {fixed} repaired" if fixed else ""))
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def doctor(
+    rebuild: Annotated[
+        bool, typer.Option("--rebuild", help="Rebuild the index even if it looks sound.")
+    ] = False,
+    cache_dir: CacheDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Check the index; rebuild a missing or corrupt one from a sync and the blobs on disk."""
+    from .doctor import doctor as run_doctor
+
+    with open_cache(cache_dir) as cache:
+        report = run_doctor(cache, rebuild=rebuild)
+    if as_json:
+        print_json(report.as_dict())
+    else:
+        typer.echo(f"index integrity: {report.integrity}")
+        for path in report.moved_to:
+            typer.echo(f"moved aside: {path}")
+        if report.rebuilt:
+            listed = ", ".join(f"{url}: {n}" for url, n in (report.sync or {}).items())
+            typer.echo(f"rebuilt the index; sync: {listed or report.sync_error}")
+        typer.echo(f"blobs re-attached: {report.attached} listed, {report.recovered} no longer "
+                   f"listed ({_human(report.attached_bytes)}); {report.blob_files} on disk")
+        if report.rebuilt:
+            typer.echo("note: CIF records and pins are not recovered; pin CIFs again")
+        for problem in report.problems:
+            typer.echo(f"problem: {problem}", err=True)
+        if report.sync_error:
+            typer.echo(f"ccfcache: error: {report.sync_error}", err=True)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _pin(cif: str, cache_dir: Path | None, as_json: bool, pinned: bool) -> None:
+    from .prune import set_pinned
+
+    with open_cache(cache_dir, progress=False) as cache:
+        record = set_pinned(cache, cif, pinned)
+    if as_json:
+        print_json(record)
+    else:
+        typer.echo(f"{'pinned' if pinned else 'unpinned'} CIF {record['id']}: {record['path']}")
+
+
+@app.command()
+def pin(
+    cif: Annotated[str, typer.Argument(help="A recorded CIF: its path or id (see `cifs`).")],
+    cache_dir: CacheDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Keep a CIF's contents (and its view) from prune."""
+    _pin(cif, cache_dir, as_json, True)
+
+
+@app.command()
+def unpin(
+    cif: Annotated[str, typer.Argument(help="A recorded CIF: its path or id (see `cifs`).")],
+    cache_dir: CacheDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Let prune remove a CIF's contents again."""
+    _pin(cif, cache_dir, as_json, False)

@@ -1,3 +1,45 @@
-"""CLI commands registered on the main typer app (see ccfcache.cli)."""
+"""CLI commands registered on the main typer app (see ccfcache.cli): `init`."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .cli import CacheDir, JsonFlag, app, fail, print_json
+from .errors import CcfCacheError
+
+
+@app.command()
+def init(
+    shared: Annotated[
+        bool, typer.Option("--shared", help="Group-writable, setgid folders for many users.")
+    ] = False,
+    group: Annotated[
+        str | None, typer.Option("--group", help="Group owning a shared cache (with --shared).")
+    ] = None,
+    site_dir: Annotated[
+        Path | None,
+        typer.Option("--site-dir", help="A read-only site cache to read before this one."),
+    ] = None,
+    cache_dir: CacheDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a cache folder (or make an existing one shared) and record its options."""
+    from .config import resolve_cache_dir
+    from .shared import init_cache
+
+    try:
+        summary = init_cache(resolve_cache_dir(cache_dir), shared=shared, group=group,
+                             site_dir=site_dir)
+    except CcfCacheError as exc:
+        fail(str(exc).splitlines()[0])
+    if as_json:
+        print_json(summary)
+        return
+    kind = "shared cache" if summary["shared"] else "cache"
+    group_note = f" (group {summary['group']})" if summary["group"] else ""
+    typer.echo(f"initialised {kind} {summary['cache_dir']}{group_note}")
+    if summary["site_dir"]:
+        typer.echo(f"site cache read first: {summary['site_dir']}")

@@ -21,8 +21,7 @@ def _fast_path(argv: list[str]) -> int | None:
         return None
     from .config import default_cache_dir
     from .errors import InvalidName
-    from .fastpath import local_path
-    from .layout import Layout
+    from .fastpath import layered_layout, local_path
     from .names import canonical_name
 
     env = cache_dir or os.environ.get("CCFCACHE_DIR")
@@ -30,7 +29,7 @@ def _fast_path(argv: list[str]) -> int | None:
         root = os.path.abspath(os.path.expanduser(env))
     else:
         root = str(default_cache_dir())
-    layout = Layout(root)
+    layout = layered_layout(root)  # the site cache (CCFCACHE_SITE_DIR) is looked at first
     found = []
     for name in argv[1:]:
         try:

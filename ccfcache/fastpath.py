@@ -1,38 +1,107 @@
 """The warm path: name -> local blob path with the standard library only (no sqlite-utils,
-httpx or astropy import), read-only, without locks. Returns None on any miss."""
+httpx or astropy import), read-only, without locks. Returns None on any miss.
+
+With a site cache layered under the personal one (CCFCACHE_SITE_DIR or `site_dir` in the
+personal config.json), the site cache is looked at first; its index is only ever opened
+read-only (`mode=ro`), so a site tree the user cannot write is fine.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
+from urllib.parse import quote
 
-from .layout import Layout
+from .layout import Layout, format_compatible
 
 _CURRENT_SQL = (
     "SELECT v.xxh3, v.size FROM versions v JOIN listings l ON l.version_id = v.id "
     "WHERE v.name = ? AND v.xxh3 IS NOT NULL AND v.header_error IS NULL "
     "ORDER BY v.subdate DESC, v.id DESC LIMIT 1"
 )
+_CONTENT_SQL = (
+    "SELECT xxh3, md5 FROM versions WHERE name = ? AND size = ? AND header_digest = ? "
+    "AND xxh3 IS NOT NULL LIMIT 1"
+)
 
 
-def local_path(layout: Layout, name: str) -> str | None:
-    """The blob path of the current content of `name` when it is stored, else None."""
-    if not layout.db.is_file():
+def _query_ro(layout: Layout, sql: str, params: tuple) -> tuple | None:
+    """One row from an index opened read-only, or None (absent, unreadable, incompatible)."""
+    if not layout.db.is_file() or not format_compatible(layout.root):
         return None
+    uri = f"file:{quote(str(layout.db))}?mode=ro"
+    vfs = os.environ.get("CCFCACHE_SQLITE_VFS")
+    if vfs:
+        uri += f"&vfs={quote(vfs)}"
     try:
-        conn = sqlite3.connect(f"file:{layout.db}?mode=ro", uri=True, timeout=30)
+        conn = sqlite3.connect(uri, uri=True, timeout=30)
         try:
-            row = conn.execute(_CURRENT_SQL, (name,)).fetchone()
+            return conn.execute(sql, params).fetchone()
         finally:
             conn.close()
     except sqlite3.Error:
         return None
-    if row is None:
-        return None
-    path = os.path.join(layout.blobs, row[0][:2], row[0])
+
+
+def _blob(layout: Layout, xxh3: str, size: int) -> str | None:
+    path = os.path.join(layout.blobs, xxh3[:2], xxh3)
     try:
-        if os.stat(path).st_size != row[1]:
+        if os.stat(path).st_size != size:
             return None
     except OSError:
         return None
     return path
+
+
+def local_path(layout: Layout, name: str) -> str | None:
+    """The blob path of the current content of `name` when it is stored, else None; the
+    site cache under `layout` (if any) first."""
+    for each in (layout.site, layout):
+        if each is None:
+            continue
+        row = _query_ro(each, _CURRENT_SQL, (name,))
+        if row is not None:
+            path = _blob(each, row[0], int(row[1]))
+            if path is not None:
+                return path
+    return None
+
+
+def site_content(layout: Layout, version: dict) -> tuple[str, str, str] | None:
+    """(path, xxh3, md5) of this exact content (name, size, header digest) in the site cache
+    under `layout`, when the site cache holds its bytes."""
+    if layout.site is None or not version.get("header_digest"):
+        return None
+    row = _query_ro(layout.site, _CONTENT_SQL,
+                    (version["name"], int(version["size"]), version["header_digest"]))
+    if row is None:
+        return None
+    path = _blob(layout.site, row[0], int(version["size"]))
+    return None if path is None else (path, row[0], row[1])
+
+
+def site_dir_for(root: str) -> str | None:
+    """The site cache for a personal cache root, with the standard library only:
+    $CCFCACHE_SITE_DIR, else `site_dir` in `<root>/config.json`."""
+    value = os.environ.get("CCFCACHE_SITE_DIR")
+    if not value:
+        try:
+            with open(os.path.join(root, "config.json"), encoding="utf-8") as handle:
+                data = json.load(handle)
+            value = data.get("site_dir") if isinstance(data, dict) else None
+        except (OSError, ValueError):
+            value = None
+    if not value:
+        return None
+    site = os.path.abspath(os.path.expanduser(str(value)))
+    return None if site == os.path.abspath(root) else site
+
+
+def layered_layout(root: str) -> Layout:
+    """The Layout of `root` with its site cache (if any) layered under it."""
+    layout = Layout(root)
+    site = site_dir_for(root)
+    if site is not None:
+        layout.site = Layout(site)
+    return layout

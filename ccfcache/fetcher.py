@@ -48,7 +48,22 @@ class Fetcher:
         xxh3 = version.get("xxh3")
         if xxh3 and self.store.has(xxh3, version["size"]):
             return self.store.path(xxh3)
-        return None
+        return self._from_site(version)
+
+    def _from_site(self, version: dict) -> Path | None:
+        """The same content in the read-only site cache (recorded here, not copied)."""
+        from .fastpath import site_content
+
+        found = site_content(self.store.layout, version)
+        if found is None:
+            return None
+        path, xxh3, md5 = found
+        if not self.index.readonly:
+            with self.index.write() as db:
+                db.execute("UPDATE OR IGNORE versions SET xxh3 = ?, md5 = ? "
+                           "WHERE id = ? AND xxh3 IS NULL", (xxh3, md5, version["id"]))
+        version.update(xxh3=xxh3, md5=md5)
+        return Path(path)
 
     def fetch_many(self, versions: list[dict]) -> tuple[dict[int, Path], dict[int, str]]:
         """Fetch every version not yet local; return paths and failure messages by version id."""
@@ -61,6 +76,10 @@ class Fetcher:
             else:
                 paths[version["id"]] = path
         failures: dict[int, str] = {}
+        if missing and self.index.readonly:
+            from .shared import readonly_fetch_error
+
+            raise readonly_fetch_error(self.store.layout.root, missing[0]["name"])
         if missing:
             total = sum(int(v["size"]) for v in missing)
             self.progress.start(f"fetching {len(missing)} files", total, "bytes")

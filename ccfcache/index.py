@@ -15,6 +15,7 @@ Tables (see docs/layout.md):
 
 from __future__ import annotations
 
+import os
 import random
 import sqlite3
 import threading
@@ -22,6 +23,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 import sqlite_utils
 
@@ -37,18 +39,39 @@ BUSY_TIMEOUT_S = 60.0
 WRITE_RETRIES = 20
 
 
+def index_uri(path: Path, *, readonly: bool = False) -> str:
+    """The SQLite URI of an index; $CCFCACHE_SQLITE_VFS picks a VFS (e.g. unix-dotfile for a
+    mount without byte-range locks: every process using the cache must then set it)."""
+    params = ["mode=ro" if readonly else "mode=rwc"]
+    vfs = os.environ.get("CCFCACHE_SQLITE_VFS")
+    if vfs:
+        params.append(f"vfs={quote(vfs)}")
+    return f"file:{quote(str(path))}?{'&'.join(params)}"
+
+
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     """Open the index with the settings a shared cache needs (rollback journal, busy timeout)."""
+    for attempt in range(WRITE_RETRIES):
+        try:
+            return _connect(path, readonly=readonly)
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or attempt == WRITE_RETRIES - 1:
+                raise CacheError(f"cannot open the index {path}: {exc}") from exc
+            time.sleep(0.05 * (1 + random.random()) * min(attempt + 1, 20))
+    raise AssertionError("unreachable")
+
+
+def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     try:
-        if readonly:
-            conn = sqlite3.connect(
-                f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None,
-                check_same_thread=False,
-            )
-        else:
-            conn = sqlite3.connect(
-                path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
-            )
+        conn = sqlite3.connect(
+            index_uri(path, readonly=readonly), uri=True, timeout=BUSY_TIMEOUT_S,
+            isolation_level=None, check_same_thread=False,
+        )
+    except sqlite3.OperationalError as exc:
+        if _is_busy(exc):
+            raise
+        raise CacheError(f"cannot open the index {path}: {exc}") from exc
+    try:
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         if not readonly:
@@ -57,7 +80,15 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
                 conn.execute("PRAGMA journal_mode = DELETE")
             conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA foreign_keys = ON")
+    except sqlite3.OperationalError as exc:
+        conn.close()
+        if _is_busy(exc):
+            raise
+        raise CacheError(
+            f"cannot open the index {path}: {exc}; run `ccfcache doctor` to rebuild it"
+        ) from exc
     except sqlite3.DatabaseError as exc:
+        conn.close()
         raise CacheError(
             f"cannot open the index {path}: {exc}; run `ccfcache doctor` to rebuild it"
         ) from exc
@@ -78,10 +109,22 @@ class Index:
         self._lock = threading.RLock()  # one connection, shared by fetch threads
         self.conn = connect(self.path, readonly=readonly)
         self.db = sqlite_utils.Database(self.conn)
-        if not readonly:
+        if not readonly and not self._schema_ready():
+            # only a new (or older) index takes the write lock on open
             with self.write():
                 self._create_schema()
         self._check_versions()
+
+    def _schema_ready(self) -> bool:
+        tables = {"meta", "sources", "constituents", "versions", "listings", "blobs", "cifs"}
+        try:
+            found = {r["name"] for r in self.query(
+                "SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")}
+        except sqlite3.DatabaseError as exc:
+            raise CacheError(
+                f"the index {self.path} is unreadable ({exc}); run `ccfcache doctor`"
+            ) from exc
+        return tables | {"versions_identity", "versions_content"} <= found
 
     def close(self) -> None:
         """Close the connection."""
@@ -92,7 +135,10 @@ class Index:
     def write(self) -> Iterator[sqlite_utils.Database]:
         """A short write transaction (BEGIN IMMEDIATE), retried while the database is busy."""
         if self.readonly:
-            raise CacheError(f"the index {self.path} is read-only here")
+            raise CacheError(
+                f"the cache folder {self.path.parent} is read-only for you; use it as a site "
+                f"cache (CCFCACHE_SITE_DIR={self.path.parent}) under a personal --cache-dir"
+            )
         with self._lock:
             yield from self._transaction()
 
@@ -109,11 +155,24 @@ class Index:
                 delay = min(delay * 2, 2.0)
         try:
             yield self.db
+        except sqlite3.OperationalError as exc:
+            self._rollback()
+            if _is_busy(exc):  # a statement needed a lock it could not get in BUSY_TIMEOUT_S
+                raise CacheError(
+                    f"the index {self.path} stayed busy for {BUSY_TIMEOUT_S:.0f} s; try again"
+                ) from exc
+            raise
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            self._rollback()
             raise
         else:
             self._commit()
+
+    def _rollback(self) -> None:
+        try:
+            self.conn.execute("ROLLBACK")
+        except sqlite3.OperationalError:
+            pass  # no transaction open any more
 
     def _commit(self) -> None:
         delay = 0.05
@@ -123,15 +182,27 @@ class Index:
                 return
             except sqlite3.OperationalError as exc:
                 if not _is_busy(exc) or attempt == WRITE_RETRIES - 1:
-                    self.conn.execute("ROLLBACK")
+                    self._rollback()
                     raise CacheError(f"cannot commit to the index {self.path}: {exc}") from exc
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
     def query(self, sql: str, params: tuple | dict = ()) -> list[dict]:
         """Run a read query; rows as dicts."""
-        with self._lock:
-            return [dict(row) for row in self.conn.execute(sql, params)]
+        delay = 0.05
+        for attempt in range(WRITE_RETRIES):
+            try:
+                with self._lock:
+                    return [dict(row) for row in self.conn.execute(sql, params)]
+            except sqlite3.OperationalError as exc:
+                # a read waits BUSY_TIMEOUT_S in SQLite; the retries are a second line
+                if not _is_busy(exc) or attempt == WRITE_RETRIES - 1:
+                    if _is_busy(exc):
+                        raise CacheError(f"cannot read the index {self.path}: {exc}") from exc
+                    raise
+                time.sleep(delay * (1 + random.random()))
+                delay = min(delay * 2, 2.0)
+        raise AssertionError("unreachable")
 
     # -- schema ---------------------------------------------------------------------------
     def _create_schema(self) -> None:

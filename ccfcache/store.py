@@ -85,7 +85,12 @@ class BlobStore:
         self.layout = layout
 
     def path(self, xxh3: str) -> Path:
-        return self.layout.blob_path(xxh3)
+        """Where the blob is: this cache's, else the site cache's when only that one has it."""
+        own = self.layout.blob_path(xxh3)
+        site = self.layout.site_blob_path(xxh3)
+        if site is not None and not own.exists() and site.exists():
+            return site
+        return own
 
     def has(self, xxh3: str, size: int | None = None) -> bool:
         """True when the blob exists (with the expected size, if given)."""
@@ -116,7 +121,7 @@ class BlobStore:
 
     def publish_verified(self, partial: Path, info: BlobInfo) -> Path:
         """Publish a temporary file whose hash is already known (fsync, chmod, link)."""
-        final = self.path(info.xxh3)
+        final = self.layout.blob_path(info.xxh3)  # always into this cache, never the site's
         try:
             with open(partial, "rb") as handle:
                 os.fsync(handle.fileno())

@@ -142,7 +142,11 @@ def apply_sync(index: Index, plan: SyncPlan, heads: list[tuple[str, ListingEntry
             db.execute("DELETE FROM listings WHERE source = ? AND name = ?", (src, name))
         for name in plan.withdrawn:
             db.execute("UPDATE constituents SET withdrawn_at = ? WHERE name = ?", (now, name))
-        for name in plan.reappeared:
+        # a withdrawn name listed again comes back only once its header was read (a listing
+        # row points to a version); until then it stays withdrawn and is retried next sync
+        read_names = {entry.name for _, entry, _ in heads}
+        report.reappeared = [name for name in plan.reappeared if name in read_names]
+        for name in report.reappeared:
             db.execute("UPDATE constituents SET withdrawn_at = NULL WHERE name = ?", (name,))
         listed = {name for listing in listings.values() for name in listing.entries}
         db.conn.executemany(

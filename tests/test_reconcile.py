@@ -87,14 +87,25 @@ def test_deleted_on_server_is_withdrawn_not_selected_and_prunable(synced, server
 
 def test_withdrawn_name_listed_again_reappears(synced, server, archive, archive_v2):
     gone = archive.cases["v2"]["withdrawn"]
+    synced.path(gone)
     mount_v2(server, archive_v2)
     synced.sync()
     for prefix, folder in esa_mounts(archive.root).items():
         server.set_mount(prefix, folder)
+    # a header read that fails leaves it withdrawn (no listing row to serve it yet)
+    server.set_fault("status", name=gone, code=404, on="file")
+    report = synced.sync()
+    added = archive_v2.cases["v2"]["added"]  # back to version 1: the added issue goes
+    assert report.reappeared == [] and report.failures and report.withdrawn == [added]
+    assert gone in withdrawn_names(synced)
+    server.clear_faults()
+    server.reset_counts()
     report = synced.sync()
     assert report.reappeared == [gone] and report.withdrawn == []
-    assert withdrawn_names(synced) == set()
+    assert withdrawn_names(synced) == {added}
+    # same bytes as before: the old content row and its blob serve it again, no download
     assert synced.path(gone).stat().st_size == archive.entries[gone].size
+    assert all(rng is not None for _, p, rng in server.request_log if p.endswith(gone))
 
 
 # -- broken listings change nothing -------------------------------------------------------------
@@ -219,14 +230,15 @@ def test_force_allows_the_withdrawal(synced, trimmed):
     assert set(report.withdrawn) == trimmed == withdrawn_names(synced)
 
 
-def test_dry_run_changes_nothing(synced, server, archive_v2):
+def test_dry_run_changes_nothing(synced, server, archive, archive_v2):
     mount_v2(server, archive_v2)
     before = snapshot(synced.layout.db)
     report = synced.sync(dry_run=True)
     assert report.dry_run
     assert report.withdrawn == [archive_v2.cases["v2"]["withdrawn"]]
+    new_in_valid = set(archive_v2.valid_names()) - set(archive.valid_names())
     assert set(report.plan_to_read) == {archive_v2.cases["v2"]["modified"],
-                                        archive_v2.cases["v2"]["added"]}
+                                        archive_v2.cases["v2"]["added"]} | new_in_valid
     assert snapshot(synced.layout.db) == before
     assert not any(p.endswith(".CCF") for _, p, _ in server.request_log)
 
@@ -243,7 +255,7 @@ def test_threshold_rule(count, active, refused):
     assert check_withdrawal_safety(plan, active, max_delete=count) is None
 
 
-# -- withdrawal is judged across all sources --------------------------------------------------------
+# -- withdrawal is judged across all sources ---------------------------------------------
 def test_valid_set_lacking_old_names_withdraws_nothing(synced, archive):
     full, valid = set(archive.full_names()), set(archive.valid_names())
     assert valid < full

@@ -319,8 +319,14 @@ class _Handler(BaseHTTPRequestHandler):
                      content_type="text/html; charset=iso-8859-1")
 
     def _write(self, data: bytes) -> None:
-        self.wfile.write(data)
-        self.server.owner._count_bytes(unquote(urlsplit(self.path).path), len(data))
+        # counted before the write, so a client that has its bytes also sees them counted
+        path = unquote(urlsplit(self.path).path)
+        self.server.owner._count_bytes(path, len(data))
+        try:
+            self.wfile.write(data)
+        except OSError:
+            self.server.owner._count_bytes(path, -len(data))
+            raise
 
     def _listing(
         self, path: str, folder: Path, query: str, faults: dict[str, Fault], *, head: bool

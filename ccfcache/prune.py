@@ -1,0 +1,395 @@
+"""Decide which stored contents, temporary files, stale locks and dead views to remove (pure
+`plan_prune`), then remove them (`prune`), and pin or unpin the contents of recorded CIFs.
+
+A blob goes when its content is withdrawn or superseded (no listing points to a version with
+that xxh3), when it was not used since `older_than`, or, least recently used first, while the
+store exceeds `max_size`; never when a pinned CIF uses it. Removing a blob is an unlink (a
+reader with the file open keeps reading) and deletes its `blobs` row; `versions.xxh3` stays,
+so the content is still known, just not local.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import CacheError, UsageError
+from .layout import Layout
+
+if TYPE_CHECKING:
+    from .cache import Cache
+
+TMP_GRACE_S = 86400.0  # temporary files younger than this are never touched
+
+_DURATION_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", re.IGNORECASE)
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_SIZE_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(?:([KMGTP])(I?B)?|(B)?)\s*", re.IGNORECASE)
+_POWERS = {"K": 1, "M": 2, "G": 3, "T": 4, "P": 5}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in '30d', '12h', '90m', '45s', '2w' (a bare number is seconds)."""
+    match = _DURATION_RE.fullmatch(text or "")
+    if match is None:
+        raise UsageError(f"not a duration: {text!r} (use e.g. 30d, 12h, 90m)")
+    return float(match[1]) * _DURATION_UNITS[match[2].lower()]
+
+
+def parse_size(text: str) -> int:
+    """Bytes in '2G', '500M', '1.5T', '100K', '2GB', '2GiB' or a bare number (as coreutils:
+    K, KiB = 1024; KB = 1000)."""
+    match = _SIZE_RE.fullmatch(text or "")
+    if match is None:
+        raise UsageError(f"not a size: {text!r} (use e.g. 2G, 500M, 100000)")
+    number, unit, suffix = float(match[1]), (match[2] or "").upper(), (match[3] or "").upper()
+    if not unit:
+        return int(number)
+    base = 1000 if suffix == "B" else 1024
+    return int(number * base ** _POWERS[unit])
+
+
+def human_size(size: int) -> str:
+    """A byte count for people: '512 B', '1.5 MB' (powers of 1000)."""
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{size} B"
+
+
+# -- the plan (pure) ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BlobRow:
+    """A stored content as the planner sees it."""
+
+    xxh3: str
+    size: int
+    last_used: float  # the latest known use (index times, file access time)
+
+
+@dataclass(frozen=True)
+class Removal:
+    """One blob to remove, and why: withdrawn, superseded, unused or size."""
+
+    xxh3: str
+    size: int
+    reason: str
+
+
+@dataclass
+class PrunePlan:
+    """What a prune removes (or, with dry_run, would remove)."""
+
+    blobs: list[Removal] = field(default_factory=list)
+    tmp: list[Path] = field(default_factory=list)
+    tmp_bytes: int = 0
+    locks: list[Path] = field(default_factory=list)
+    views: list[Path] = field(default_factory=list)
+    kept_pinned: int = 0  # blobs that would have gone but a pinned CIF uses
+    store_bytes: int = 0  # before
+    max_size: int | None = None
+    dry_run: bool = False
+
+    @property
+    def blob_bytes(self) -> int:
+        return sum(r.size for r in self.blobs)
+
+    @property
+    def files(self) -> int:
+        return len(self.blobs) + len(self.tmp)
+
+    @property
+    def bytes(self) -> int:
+        return self.blob_bytes + self.tmp_bytes
+
+    @property
+    def store_bytes_after(self) -> int:
+        return self.store_bytes - self.blob_bytes
+
+    @property
+    def over_budget(self) -> bool:
+        """True when the store still exceeds max_size (pinned contents alone are too big)."""
+        return self.max_size is not None and self.store_bytes_after > self.max_size
+
+    def as_dict(self) -> dict:
+        return {
+            "dry_run": self.dry_run,
+            "files": self.files,
+            "bytes": self.bytes,
+            "blobs": [{"xxh3": r.xxh3, "size": r.size, "reason": r.reason} for r in self.blobs],
+            "tmp": [str(p) for p in self.tmp],
+            "tmp_bytes": self.tmp_bytes,
+            "locks": [str(p) for p in self.locks],
+            "views": [str(p) for p in self.views],
+            "kept_pinned": self.kept_pinned,
+            "store_bytes_before": self.store_bytes,
+            "store_bytes_after": self.store_bytes_after,
+            "max_size": self.max_size,
+            "over_budget": self.over_budget,
+        }
+
+
+def plan_prune(
+    blobs: Iterable[BlobRow],
+    current: set[str],
+    withdrawn_only: set[str],
+    pinned: set[str],
+    *,
+    now: float,
+    older_than: float | None = None,
+    max_size: int | None = None,
+    tmp_files: Iterable[tuple[Path, float, int]] = (),
+    grace: float = TMP_GRACE_S,
+    stale_locks: Iterable[Path] = (),
+    views: Mapping[Path, list[str]] | None = None,
+    kept_views: set[Path] | None = None,
+    missing: set[str] | None = None,
+) -> PrunePlan:
+    """Decide what to remove.
+
+    `current`: xxh3 of versions some listing points to; `withdrawn_only`: xxh3 used only by
+    withdrawn names (for the reason shown); `pinned`: xxh3 used by pinned CIFs; `tmp_files`:
+    (path, mtime, size) in tmp/; `stale_locks`: lock files already judged stale; `views`: view
+    folder -> xxh3 its links point to; `kept_views`: views of pinned CIFs (never removed);
+    `missing`: xxh3 whose blob file is already gone.
+    """
+    rows = sorted(blobs, key=lambda b: (b.last_used, b.xxh3))
+    plan = PrunePlan(store_bytes=sum(b.size for b in rows), max_size=max_size)
+    chosen: dict[str, Removal] = {}
+    for blob in rows:
+        reason = None
+        if blob.xxh3 not in current:
+            reason = "withdrawn" if blob.xxh3 in withdrawn_only else "superseded"
+        elif older_than is not None and blob.last_used < now - older_than:
+            reason = "unused"
+        if reason is None:
+            continue
+        if blob.xxh3 in pinned:
+            plan.kept_pinned += 1
+            continue
+        chosen[blob.xxh3] = Removal(blob.xxh3, blob.size, reason)
+    if max_size is not None:
+        remaining = plan.store_bytes - sum(r.size for r in chosen.values())
+        for blob in rows:  # least recently used first
+            if remaining <= max_size:
+                break
+            if blob.xxh3 in chosen or blob.xxh3 in pinned:
+                continue
+            chosen[blob.xxh3] = Removal(blob.xxh3, blob.size, "size")
+            remaining -= blob.size
+    plan.blobs = list(chosen.values())
+    for path, mtime, size in sorted(tmp_files):
+        if now - mtime > grace:
+            plan.tmp.append(path)
+            plan.tmp_bytes += size
+    plan.locks = sorted(stale_locks)
+    gone = set(chosen) | (missing or set())
+    for view, targets in sorted((views or {}).items()):
+        if view in (kept_views or set()):
+            continue
+        if all(t in gone for t in targets):
+            plan.views.append(view)
+    return plan
+
+
+# -- gathering and executing (I/O) ----------------------------------------------------------------
+def _pinned_hashes(cifs: Iterable[Mapping]) -> set[str]:
+    hashes: set[str] = set()
+    for cif in cifs:
+        try:
+            rows = json.loads(cif["rows"] or "[]")
+        except ValueError:
+            continue
+        hashes.update(r["xxh3"] for r in rows if r.get("xxh3"))
+    return hashes
+
+
+def _view_targets(views: Path) -> tuple[dict[Path, list[str]], list[tuple[Path, float, int]]]:
+    """Each view folder's link targets (as xxh3 names), and abandoned staging folders."""
+    found: dict[Path, list[str]] = {}
+    staging: list[tuple[Path, float, int]] = []
+    try:
+        entries = list(os.scandir(views))
+    except FileNotFoundError:
+        return found, staging
+    for entry in entries:
+        path = Path(entry.path)
+        if not entry.is_dir(follow_symlinks=False):
+            continue
+        if entry.name.startswith(".tmp-"):
+            staging.append((path, entry.stat(follow_symlinks=False).st_mtime, 0))
+            continue
+        targets = []
+        for link in os.scandir(path):
+            try:
+                targets.append(os.path.basename(os.readlink(link.path)))
+            except OSError:
+                targets.append("")
+        found[path] = targets
+    return found, staging
+
+
+def _tmp_files(tmp: Path) -> list[tuple[Path, float, int]]:
+    found = []
+    try:
+        entries = list(os.scandir(tmp))
+    except FileNotFoundError:
+        return found
+    for entry in entries:
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if entry.is_file(follow_symlinks=False):
+            found.append((Path(entry.path), st.st_mtime, st.st_size))
+    return found
+
+
+def _stale_locks(locks: Path) -> list[Path]:
+    """Lock files the lock protocol would break, and abandoned guard and clock-probe files."""
+    from .locks import fs_now, is_stale, lock_ttl, read_lock
+
+    stale: list[Path] = []
+    try:
+        entries = sorted(os.scandir(locks), key=lambda e: e.name)
+    except FileNotFoundError:
+        return stale
+    if not entries:
+        return stale
+    now, ttl = fs_now(locks), lock_ttl()
+    for entry in entries:
+        path = Path(entry.path)
+        if entry.name.endswith((".lock", ".break")):
+            if is_stale(read_lock(path), path, now=now, stale_after=ttl):
+                stale.append(path)
+            continue
+        try:  # leftovers such as clock probes: judged by age alone
+            if now - path.stat().st_mtime > ttl:
+                stale.append(path)
+        except OSError:
+            pass
+    return stale
+
+
+def plan_prune_for(
+    cache: Cache,
+    *,
+    older_than: float | None = None,
+    max_size: int | None = None,
+    grace: float = TMP_GRACE_S,
+    now: float | None = None,
+) -> PrunePlan:
+    """Read the index and the cache folder, and plan a prune (nothing is changed)."""
+    now = time.time() if now is None else now
+    index, layout = cache.index, cache.layout
+    rows = index.query(
+        "SELECT b.xxh3, b.size, max(coalesce(b.last_used, 0), coalesce(b.stored_at, 0), "
+        "coalesce((SELECT max(v.last_used) FROM versions v WHERE v.xxh3 = b.xxh3), 0)) AS used "
+        "FROM blobs b"
+    )
+    blobs, missing = [], set()
+    for row in rows:
+        used = float(row["used"] or 0)
+        try:  # the warm path records no use in the index; the file's access time does
+            used = max(used, layout.blob_path(row["xxh3"]).stat().st_atime)
+        except (OSError, ValueError):
+            missing.add(row["xxh3"])
+        blobs.append(BlobRow(row["xxh3"], int(row["size"]), used))
+    current = {r["xxh3"] for r in index.query(
+        "SELECT DISTINCT v.xxh3 FROM versions v JOIN listings l ON l.version_id = v.id "
+        "WHERE v.xxh3 IS NOT NULL")}
+    live_names = {r["xxh3"] for r in index.query(
+        "SELECT DISTINCT v.xxh3 FROM versions v JOIN constituents c ON c.name = v.name "
+        "WHERE v.xxh3 IS NOT NULL AND c.withdrawn_at IS NULL")}
+    withdrawn_only = {b.xxh3 for b in blobs} - live_names
+    pinned_cifs = index.query("SELECT rows, view_dir FROM cifs WHERE pinned = 1")
+    views, staging = _view_targets(layout.views)
+    return plan_prune(
+        blobs, current, withdrawn_only, _pinned_hashes(pinned_cifs), now=now,
+        older_than=older_than, max_size=max_size,
+        tmp_files=_tmp_files(layout.tmp) + staging, grace=grace,
+        stale_locks=_stale_locks(layout.locks), views=views,
+        kept_views={Path(c["view_dir"]) for c in pinned_cifs if c["view_dir"]},
+        missing=missing,
+    )
+
+
+def _remove_tree(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        for child in path.iterdir():
+            _remove_tree(child)
+        path.rmdir()
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _remove_lock(path: Path) -> None:
+    from .locks import FileLock
+
+    if path.name.endswith(".lock"):
+        FileLock(path)._break()  # the protocol's own breaking: guarded, re-judged
+    else:
+        path.unlink(missing_ok=True)
+
+
+def execute_prune(layout: Layout, index, plan: PrunePlan) -> None:
+    """Remove what `plan` lists: blob files (unlink) and rows, old temporaries, locks, views."""
+    removed = []
+    try:
+        for item in plan.blobs:
+            layout.blob_path(item.xxh3).unlink(missing_ok=True)
+            removed.append(item.xxh3)
+        for path in plan.tmp:
+            _remove_tree(path)
+        for path in plan.locks:
+            _remove_lock(path)
+        for view in plan.views:
+            _remove_tree(view)
+    except OSError as exc:
+        raise CacheError(f"prune stopped: {exc.strerror or exc} ({exc.filename})") from exc
+    finally:
+        if removed:
+            with index.write() as db:
+                db.conn.executemany("DELETE FROM blobs WHERE xxh3 = ?", [(h,) for h in removed])
+
+
+def prune(
+    cache: Cache,
+    *,
+    older_than: float | None = None,
+    max_size: int | None = None,
+    grace: float = TMP_GRACE_S,
+    dry_run: bool = False,
+    now: float | None = None,
+) -> PrunePlan:
+    """Plan a prune and, unless `dry_run`, carry it out; the plan says what was freed."""
+    plan = plan_prune_for(cache, older_than=older_than, max_size=max_size, grace=grace, now=now)
+    plan.dry_run = dry_run
+    if not dry_run:
+        execute_prune(cache.layout, cache.index, plan)
+    return plan
+
+
+# -- pinning --------------------------------------------------------------------------------------
+def set_pinned(cache: Cache, cif: str | os.PathLike[str], pinned: bool = True) -> dict:
+    """Pin (or unpin) a recorded CIF, given by its path or its id; return its record."""
+    text = os.fspath(cif)
+    index = cache.index
+    rows = []
+    if isinstance(cif, str) and text.isdigit():
+        rows = index.query("SELECT id, path FROM cifs WHERE id = ?", (int(text),))
+    if not rows:
+        path = str(Path(text).expanduser().absolute())
+        rows = index.query("SELECT id, path FROM cifs WHERE path = ?", (path,))
+    if not rows:
+        raise UsageError(f"no recorded CIF {text!r} (see `ccfcache cifs` for paths and ids)")
+    with index.write() as db:
+        db.execute("UPDATE cifs SET pinned = ? WHERE id = ?", (int(pinned), rows[0]["id"]))
+    return index.query("SELECT id, path, pinned FROM cifs WHERE id = ?", (rows[0]["id"],))[0]

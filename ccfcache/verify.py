@@ -1,0 +1,257 @@
+"""Check that the stored bytes are what the index says (fast: sizes and view links; full:
+re-hash in parallel), repair what a source still serves, and check a CIF against local files."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import xxhash
+
+from .errors import CcfCacheError, UsageError
+
+if TYPE_CHECKING:
+    from .cache import Cache
+
+READ_SIZE = 8 << 20  # large reads: hashing runs at disk speed
+_NOATIME = getattr(os, "O_NOATIME", 0)  # a check is not a use (prune reads access times)
+
+
+@dataclass
+class Problem:
+    """One thing wrong: kind is missing, size, corrupt, dangling-link, md5 or unreadable."""
+
+    kind: str
+    what: str  # an xxh3, a path or a constituent name
+    detail: str
+    repaired: bool = False
+
+    def __str__(self) -> str:
+        suffix = " (repaired)" if self.repaired else ""
+        return f"{self.kind}: {self.what}: {self.detail}{suffix}"
+
+
+@dataclass
+class VerifyReport:
+    """What a verify looked at and found."""
+
+    blobs: int = 0
+    hashed: int = 0
+    hashed_bytes: int = 0
+    links: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing is wrong (repaired problems count as fixed)."""
+        return all(p.repaired for p in self.problems)
+
+    def as_dict(self) -> dict:
+        return {"ok": self.ok, "blobs": self.blobs, "hashed": self.hashed,
+                "hashed_bytes": self.hashed_bytes, "links": self.links,
+                "problems": [p.__dict__ for p in self.problems]}
+
+
+# -- pure checks ----------------------------------------------------------------------------------
+def check_size(xxh3: str, expected: int, actual: int | None) -> Problem | None:
+    """A problem when a blob is absent (actual None) or has the wrong size."""
+    if actual is None:
+        return Problem("missing", xxh3, f"blob file is missing ({expected} bytes expected)")
+    if actual != expected:
+        return Problem("size", xxh3, f"blob has {actual} bytes, {expected} expected")
+    return None
+
+
+def choose_sample(items: list, percent: float | None, rng: random.Random | None = None) -> list:
+    """A random `percent` of `items` (at least one when any), or all of them for None."""
+    if percent is None:
+        return list(items)
+    if not 0 < percent <= 100:
+        raise UsageError(f"--sample must be a percentage in (0, 100], not {percent}")
+    count = max(1, round(len(items) * percent / 100)) if items else 0
+    return (rng or random.Random()).sample(items, count)
+
+
+# -- I/O ------------------------------------------------------------------------------------------
+def _open(path: Path) -> int:
+    try:
+        return os.open(path, os.O_RDONLY | _NOATIME)
+    except PermissionError:  # O_NOATIME is for the file's owner only
+        return os.open(path, os.O_RDONLY)
+
+
+def hash_xxh3(path: Path) -> tuple[str, int]:
+    """xxh3-128 hex digest and size of a file, read in large blocks into one buffer."""
+    hasher = xxhash.xxh3_128()
+    buffer = bytearray(READ_SIZE)
+    view = memoryview(buffer)
+    size = 0
+    fd = _open(path)
+    try:
+        while True:
+            n = os.readv(fd, [buffer])
+            if n == 0:
+                break
+            hasher.update(view[:n])
+            size += n
+    finally:
+        os.close(fd)
+    return hasher.hexdigest(), size
+
+
+def md5_file(path: Path) -> tuple[str, int]:
+    """MD5 hex digest and size of a file."""
+    hasher = hashlib.md5(usedforsecurity=False)
+    size = 0
+    fd = _open(path)
+    try:
+        while chunk := os.read(fd, READ_SIZE):
+            hasher.update(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    return hasher.hexdigest(), size
+
+
+def _fast_tier(cache: Cache, rows: list[dict], report: VerifyReport) -> list[dict]:
+    """Sizes of every blob and every view link; returns the rows whose file looks right."""
+    sound = []
+    for row in rows:
+        try:
+            actual: int | None = cache.layout.blob_path(row["xxh3"]).stat().st_size
+        except FileNotFoundError:
+            actual = None
+        problem = check_size(row["xxh3"], int(row["size"]), actual)
+        if problem:
+            report.problems.append(problem)
+        else:
+            sound.append(row)
+    views = cache.layout.views
+    if views.is_dir():
+        for view in sorted(views.iterdir()):
+            if view.name.startswith(".tmp-") or not view.is_dir():
+                continue
+            for link in sorted(view.iterdir()):
+                report.links += 1
+                if not link.exists():
+                    report.problems.append(Problem(
+                        "dangling-link", str(link), f"points to missing {os.readlink(link)}"))
+    return sound
+
+
+def _full_tier(cache: Cache, rows: list[dict], report: VerifyReport, workers: int) -> None:
+    def work(row: dict) -> tuple[dict, str | None, int, str | None]:
+        try:
+            digest, size = hash_xxh3(cache.layout.blob_path(row["xxh3"]))
+        except OSError as exc:
+            return row, None, 0, exc.strerror or str(exc)
+        return row, digest, size, None
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for row, digest, size, error in pool.map(work, rows):
+            report.hashed += 1
+            report.hashed_bytes += size
+            if error:
+                report.problems.append(Problem("unreadable", row["xxh3"], error))
+            elif digest != row["xxh3"]:
+                report.problems.append(
+                    Problem("corrupt", row["xxh3"], f"bytes hash to {digest}"))
+
+
+def _repair(cache: Cache, problems: list[Problem]) -> None:
+    """Re-fetch missing or corrupt contents from a source that serves the same bytes."""
+    from .fetcher import Fetcher
+
+    fetcher: Fetcher | None = None
+    for problem in problems:
+        if problem.kind not in ("missing", "size", "corrupt", "unreadable"):
+            continue
+        xxh3 = problem.what
+        served = cache.index.query(
+            "SELECT DISTINCT v.* FROM versions v JOIN listings l ON l.version_id = v.id "
+            "WHERE v.xxh3 = ? ORDER BY v.id", (xxh3,))
+        if not served:
+            problem.detail += "; no source serves this content any more (kept, not deleted)"
+            continue
+        path = cache.layout.blob_path(xxh3)
+        path.unlink(missing_ok=True)  # read-only file, but unlink needs only the folder
+        fetcher = fetcher or cache.fetcher()
+        try:
+            got = fetcher.fetch_one(served[0])
+        except CcfCacheError as exc:
+            problem.detail += f"; repair failed: {exc}"
+            continue
+        digest, _ = hash_xxh3(got)
+        if got != path or digest != xxh3:
+            problem.detail += "; the source now serves different bytes (stored separately)"
+            continue
+        problem.repaired = True
+    for problem in problems:
+        if problem.kind == "dangling-link":
+            problem.repaired = Path(problem.what).exists()
+
+
+def verify(
+    cache: Cache,
+    *,
+    full: bool = False,
+    sample: float | None = None,
+    repair: bool = False,
+    workers: int | None = None,
+    rng: random.Random | None = None,
+) -> VerifyReport:
+    """Check the store: sizes and view links always; hashes with `full` or `sample` (percent)."""
+    rows = cache.index.query("SELECT xxh3, size FROM blobs ORDER BY xxh3")
+    report = VerifyReport(blobs=len(rows))
+    sound = _fast_tier(cache, rows, report)
+    if full or sample is not None:
+        chosen = choose_sample(sound, sample, rng)
+        _full_tier(cache, chosen, report, workers or min(8, os.cpu_count() or 1))
+    if repair and report.problems:
+        _repair(cache, report.problems)
+    return report
+
+
+# -- a CIF against local files ------------------------------------------------------------------
+def verify_cif(cache: Cache, cif_path: str | os.PathLike[str]) -> VerifyReport:
+    """Check each CIF row (MD5, FSIZE) against its FNAME if that file exists (relative names
+    against the CIF's folder), else against the cache's content of that name and MD5."""
+    from .cif import read_cif
+
+    path = Path(cif_path).expanduser().absolute()
+    data = read_cif(path)
+    report = VerifyReport()
+    for row in data.rows:
+        fname = Path(row["fname"])
+        local = fname if fname.is_absolute() else path.parent / fname
+        if not local.is_file():
+            local = None
+            found = cache.index.query(
+                "SELECT xxh3 FROM versions WHERE name = ? AND md5 = ? AND xxh3 IS NOT NULL",
+                (row["name"], row["md5"]))
+            for candidate in found:
+                blob = cache.layout.blob_path(candidate["xxh3"])
+                if blob.is_file():
+                    local = blob
+                    break
+        if local is None:
+            report.problems.append(Problem(
+                "missing", row["name"], f"no local file with MD5 {row['md5']} "
+                "(not at FNAME, not in the cache)"))
+            continue
+        report.hashed += 1
+        digest, size = md5_file(local)
+        report.hashed_bytes += size
+        if size != row["size"]:
+            report.problems.append(Problem(
+                "size", row["name"], f"{local} has {size} bytes, FSIZE says {row['size']}"))
+        elif digest != row["md5"]:
+            report.problems.append(Problem(
+                "md5", row["name"], f"{local} has MD5 {digest}, the CIF says {row['md5']}"))
+    report.blobs = len(data.rows)
+    return report
