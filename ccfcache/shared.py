@@ -66,6 +66,15 @@ def can_write(layout: Layout) -> bool:
     return all(_writable(p) for p in (layout.db, layout.blobs, layout.tmp, layout.locks))
 
 
+def _group_writable(path: Path) -> None:
+    try:
+        st = path.stat()
+        if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) & 0o060 != 0o060:
+            os.chmod(path, stat.S_IMODE(st.st_mode) | 0o060)
+    except OSError:
+        pass  # another user's file: theirs to fix (or `ccfcache init --shared` again)
+
+
 def readonly_note(root: Path) -> str:
     return (f"ccfcache: note: the cache folder {root} is not writable for you; using it "
             "read-only (fetches need a personal overlay: --cache-dir DIR with "
@@ -88,7 +97,10 @@ def open_index(cache: Cache) -> Index:
     layout = cache.layout
     if can_write(layout):
         cache._ensure_folders()
-        return Index(layout.db)
+        index = Index(layout.db)
+        if cache.settings.shared:
+            _group_writable(layout.db)  # SQLite creates it 0644 (e.g. after `doctor`)
+        return index
     check_format(layout)
     if layout.root not in _noted:
         _noted.add(layout.root)

@@ -110,15 +110,16 @@ def test_withdrawn_name_listed_again_reappears(synced, server, archive, archive_
 
 # -- broken listings change nothing -------------------------------------------------------------
 @pytest.mark.parametrize(
-    ("kind", "params", "message"),
+    ("kind", "params", "message", "which"),
     [
-        ("empty_listing", {}, "holds no constituents"),
-        ("listing_status", {"code": 500}, "500"),
-        ("garbage_listing", {}, "not an HTML page"),
-        ("truncated_listing", {"fraction": 0.6}, "truncated"),
+        ("empty_listing", {}, "holds no constituents", "constituents"),
+        ("listing_status", {"code": 500}, "500", "constituents"),
+        ("garbage_listing", {}, "not an HTML page", "constituents"),
+        ("truncated_listing", {"fraction": 0.6}, "truncated", "constituents"),
+        ("truncated_listing", {"fraction": 0.9}, "truncated", "valid_constituents"),
+        ("empty_listing", {}, "holds no constituents", "valid_constituents"),
     ],
 )
-@pytest.mark.parametrize("which", ["constituents", "valid_constituents"])
 def test_broken_listing_changes_nothing(synced, server, archive_v2, kind, params, message,
                                         which):
     mount_v2(server, archive_v2)  # there would be changes to make: a withdrawal, new contents

@@ -323,6 +323,14 @@ def test_init_shared_sets_group_setgid_and_modes(tmp_path, server, source_urls):
         assert folder.stat().st_gid == gid
     assert stat.S_IMODE(layout.db.stat().st_mode) == 0o664
     assert stat.S_IMODE((root / "config.json").stat().st_mode) == 0o664
+    layout.db.unlink()  # an index made anew (as `doctor` does) is group-writable again
+    old = os.umask(0o022)
+    try:
+        with Cache(root) as cache:
+            cache.index  # noqa: B018
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(layout.db.stat().st_mode) == 0o664
 
 
 def test_init_group_needs_shared(tmp_path):
