@@ -112,6 +112,10 @@ def sync(
         )
         for name in report.withdrawn[:20]:
             typer.echo(f"  withdrawn: {name}")
+        if len(report.withdrawn) > 20:
+            typer.echo(f"  ... and {len(report.withdrawn) - 20} more")
+        if report.refused:
+            typer.echo(f"a real sync would stop here: {report.refused}", err=True)
         for message in report.header_errors:
             typer.echo(f"warning: {message}", err=True)
         for url, names in report.rejected.items():

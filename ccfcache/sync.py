@@ -32,6 +32,7 @@ class SyncReport:
     header_errors: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     dry_run: bool = False
+    refused: str | None = None  # why a real sync would stop (dry runs only)
     plan_to_read: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -196,6 +197,9 @@ def sync(
         plan_to_read=sorted({entry.name for _, entry in plan.to_read}),
     )
     refusal = check_withdrawal_safety(plan, len(active), max_delete=max_delete, force=force)
+    if refusal and dry_run:
+        report.refused = refusal  # a dry run shows what would change, and that it would stop
+        return report
     if refusal:
         raise ListingError(refusal + " (nothing changed)")
     if dry_run:

@@ -221,6 +221,14 @@ def test_mass_withdrawal_is_refused(synced, trimmed):
     assert snapshot(synced.layout.db) == before
 
 
+def test_dry_run_shows_a_refused_withdrawal(synced, trimmed):
+    before = snapshot(synced.layout.db)
+    report = synced.sync(dry_run=True)
+    assert set(report.withdrawn) == trimmed
+    assert report.refused and "withdraw 10 of 50" in report.refused
+    assert snapshot(synced.layout.db) == before
+
+
 def test_max_delete_allows_the_withdrawal(synced, trimmed):
     report = synced.sync(max_delete=10)
     assert set(report.withdrawn) == trimmed == withdrawn_names(synced)

@@ -457,3 +457,22 @@ def test_readonly_cache_and_personal_overlay(tmp_path, server, source_urls, arch
     # nothing the site holds was downloaded again; the site was not written
     assert not set(full_gets(server)) & in_site
     assert not (site / "locks").exists() or list((site / "locks").iterdir()) == []
+
+
+def test_index_without_byte_range_locks(tmp_path, server, source_urls, archive: Manifest):
+    """NFS shim: every process uses SQLite's unix-dotfile VFS (what a `nolock` mount needs: no
+    fcntl locks, only an O_EXCL lock entry): concurrent CIF builds and syncs on a cold cache
+    still succeed with one download per content."""
+    root = cold_cache(tmp_path / "cache", source_urls)
+    go = tmp_path / "go"
+    jobs = [command(["cif", "--obs-date", DATES[i % 2][0], "--analysis-date", DATES[i % 2][1],
+                     "-o", str(tmp_path / f"out{i}.cif")]) for i in range(4)]
+    jobs += [command(["sync"])] * 2
+    done = run_all(jobs, base_env(root, go, CCFCACHE_SQLITE_VFS="unix-dotfile"), go)
+    assert [(d.returncode, d.stderr[-300:]) for d in done if d.returncode] == []
+    gets = full_gets(server)
+    assert gets and set(gets.values()) == {1}
+    assert dict(gets) == dict(stored_contents(root))
+    assert not (root / "index.sqlite.lock").exists()
+    for i in range(4):
+        assert read_cif(tmp_path / f"out{i}.cif").rows
