@@ -148,3 +148,7 @@ def test_every_command_is_documented():
     text = "\n".join(p.read_text() for p in DOCS.glob("*.md"))
     missing = [name for name in command_names() if f"ccfcache {name}" not in text]
     assert not missing, f"commands not in docs/: {missing}"
+    reference = (DOCS / "cli.md").read_text()
+    for info in app.registered_commands:
+        summary = (info.callback.__doc__ or "").strip().splitlines()[0]
+        assert summary in reference, f"docs/cli.md lacks the help line {summary!r}"
