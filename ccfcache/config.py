@@ -99,7 +99,7 @@ def _site_config(site: Path | None) -> dict:
         return {}
 
 
-def _env_int(name: str, default: int) -> int:
+def _env_int(name: str, default: int, *, minimum: int = 1) -> int:
     value = os.environ.get(name)
     if value is None:
         return default
@@ -107,8 +107,8 @@ def _env_int(name: str, default: int) -> int:
         number = int(value)
     except ValueError:
         raise UsageError(f"${name} must be a whole number, not {value!r}") from None
-    if number < 1:
-        raise UsageError(f"${name} must be at least 1")
+    if number < minimum:
+        raise UsageError(f"${name} must be at least {minimum}")
     return number
 
 
@@ -129,8 +129,8 @@ def load_settings(
         cache_dir=root,
         sources=[str(s) for s in chosen_sources],
         workers=workers or _env_int("CCFCACHE_WORKERS", int(config.get("workers", 8))),
-        timeout=float(config.get("timeout", 30.0)),
-        retries=int(config.get("retries", 4)),
+        timeout=float(_env_int("CCFCACHE_TIMEOUT", int(config.get("timeout", 30)))),
+        retries=_env_int("CCFCACHE_RETRIES", int(config.get("retries", 4)), minimum=0),
         shared=bool(config.get("shared", False)),
         group=config.get("group") or None,
         site_dir=site,

@@ -132,7 +132,8 @@ def test_bad_input_is_one_line_and_nonzero(cli_cache, args, needle, tmp_path):
     assert sorted(p.name for p in cli_cache.rglob("*")) == before
 
 
-def test_unreachable_server(tmp_path):
+def test_unreachable_server(tmp_path, monkeypatch):
+    monkeypatch.setenv("CCFCACHE_RETRIES", "1")
     result = run("sync", "--cache-dir", str(tmp_path / "c"), "--source", "http://127.0.0.1:9/x/")
     assert result.exit_code == 1
     assert "127.0.0.1:9" in one_line_error(result)
