@@ -93,13 +93,22 @@ def _issue(value: Any, where: str) -> int | None:
     return value
 
 
-def _load_header(text: str, where: str) -> Any:
+_KEYWORDS = (
+    "TELESCOP", "SCOPE", "TYPEID", "ISSUE", "VALDATE", "EVALDATE", "SUBDATE", "DATE",
+    "CATEGORY", "EXTSEQU", "EXTSEQID", "CREATOR",
+)  # fmt: skip
+
+
+def _read_keywords(text: str, where: str) -> dict[str, Any]:
+    """The indexing keywords' raw values (None when missing), by lower-case key."""
     try:
         from astropy.io import fits  # imported lazily: only sync reads headers
 
-        with warnings.catch_warnings():
+        with warnings.catch_warnings():  # astropy warns about odd cards while parsing
             warnings.simplefilter("ignore")
-            return fits.Header.fromstring(text)
+            header = fits.Header.fromstring(text)
+            # values are parsed lazily: an unparsable card raises here
+            return {key.lower(): _value(header, key) for key in _KEYWORDS}
     except Exception as exc:  # astropy raises many types; all mean "unreadable header"
         raise InvalidHeader(f"{where}: unreadable FITS header ({_one_line(exc)})") from None
 
@@ -134,23 +143,11 @@ def parse_header(data: bytes, name: str) -> dict[str, Any]:
     if len(data) < end:
         raise InvalidHeader(f"{where}: primary header block is truncated ({len(data)} bytes)")
     raw = bytes(data[:end])
-    header = _load_header(raw.translate(_NON_ASCII).decode("ascii"), where)
-
+    values = _read_keywords(raw.translate(_NON_ASCII).decode("ascii"), where)
     try:
         from_name: ConstituentName | None = parse_name(Path(str(name)).name)
     except InvalidName:
         from_name = None
-
-    try:
-        values = {
-            key: _value(header, key.upper())
-            for key in (
-                "telescop", "scope", "typeid", "issue", "valdate", "evaldate", "subdate",
-                "date", "category", "extsequ", "extseqid", "creator",
-            )
-        }  # fmt: skip
-    except Exception as exc:  # an unparsable card, found when its value is read
-        raise InvalidHeader(f"{where}: unreadable FITS card ({_one_line(exc)})") from None
 
     scope = _text(values["scope"]) or (from_name.scope if from_name else None)
     typeid = _text(values["typeid"]) or (from_name.typeid if from_name else None)

@@ -22,7 +22,8 @@ from .dates import normalise_date
 from .errors import InvalidDate, InvalidName, ListingError
 from .names import parse_name
 
-MAX_LISTING_CHARS = 64 * 1024 * 1024  # a bigger "listing" is refused
+MAX_LISTING_CHARS = 32 * 1024 * 1024  # a bigger "listing" is refused (ESA's is ~0.4 MB)
+_MAX_ROW_CHARS = 1024  # text kept after a link to find its date and size
 MAX_REJECTED_CHARS = 200  # rejected hrefs are recorded truncated to this length
 
 _MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
@@ -86,6 +87,35 @@ def parse_row_date(text: str) -> tuple[str | None, int]:
     return None, 0
 
 
+def _defuse(html: str) -> str:
+    """Escape every '<' that is not closed by a '>' before the next '<'.
+
+    html.parser takes quadratic time (minutes) on runs of unterminated tags such as
+    `<a href=<a href=...`; after this, tags never overlap and parsing stays linear.
+    Well-formed listings are unchanged.
+    """
+    bad: list[int] = []
+    pending = -1
+    for match in re.finditer(r"[<>]", html):
+        if match[0] == ">":
+            pending = -1
+            continue
+        if pending >= 0:
+            bad.append(pending)
+        pending = match.start()
+    if pending >= 0:
+        bad.append(pending)
+    if not bad:
+        return html
+    parts: list[str] = []
+    previous = 0
+    for index in bad:
+        parts += [html[previous:index], "&lt;"]
+        previous = index + 1
+    parts.append(html[previous:])
+    return "".join(parts)
+
+
 def looks_truncated(html: str) -> bool:
     """True when the page clearly starts as an HTML document but has no closing `</html>`."""
     head = html[:4096]
@@ -130,14 +160,14 @@ class _LinkCollector(HTMLParser):
     def handle_data(self, data: str) -> None:
         if self._current is None:
             return
-        if self._in_anchor:
-            self._current[1] += data
-            return
-        if not self._in_row and "\n" in data:
-            self._current[2] += data.split("\n", 1)[0]
+        slot = 1 if self._in_anchor else 2
+        if slot == 2 and not self._in_row and "\n" in data:
+            data = data.split("\n", 1)[0]
+            self._current[2] += data[:_MAX_ROW_CHARS]
             self._current = None
             return
-        self._current[2] += data
+        if len(self._current[slot]) < _MAX_ROW_CHARS:  # bounded: no quadratic growth
+            self._current[slot] += data[:_MAX_ROW_CHARS]
 
 
 def _ignored(href: str, text: str) -> bool:
@@ -174,7 +204,7 @@ def parse_html_listing(html: str, source: str) -> Listing:
         raise ListingError(f"{source}: listing is not an HTML page (binary data)")
     collector = _LinkCollector()
     try:
-        collector.feed(html)
+        collector.feed(_defuse(html))
         collector.close()
     except Exception as exc:  # html.parser may raise AssertionError etc. on odd markup
         raise ListingError(

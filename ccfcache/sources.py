@@ -9,16 +9,17 @@ redirects are followed only within the same host.
 from __future__ import annotations
 
 import email.utils
+import errno
 import os
 import random
-import shutil
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote, urljoin, urlsplit
 
-from .errors import FetchError, InvalidHeader, ListingError
+from .errors import CacheError, FetchError, InvalidHeader, ListingError
 from .headers import BLOCK, MAX_HEADER_BLOCKS
 from .headers import header_end as _strict_header_end
 from .listing import Listing, list_directory, parse_html_listing
@@ -80,14 +81,64 @@ def header_end(data: bytes) -> int | None:
         return len(data)
 
 
+def _partial_size(partial: Path) -> int:
+    """Bytes already in a partial download (0 when absent); anything but a regular file there
+    (a symlink planted in a shared tmp/, a folder) is removed, never followed."""
+    try:
+        st = os.lstat(partial)
+    except FileNotFoundError:
+        return 0
+    except OSError as exc:
+        raise CacheError(f"cannot use {partial}: {exc.strerror or exc}") from exc
+    if stat.S_ISREG(st.st_mode):
+        return st.st_size
+    try:
+        if stat.S_ISDIR(st.st_mode):
+            os.rmdir(partial)
+        else:
+            os.unlink(partial)
+    except OSError as exc:
+        raise CacheError(f"cannot remove the unexpected {partial}: {exc.strerror or exc}") from exc
+    return 0
+
+
+def _open_partial(partial: Path, *, append: bool):
+    """Open a partial download for writing without following a symlink (O_NOFOLLOW), with
+    owner-only write permission; the file is made read-only when it is published."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+    flags |= getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(partial, flags, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a symlink appeared since _partial_size: drop it
+            _partial_size(partial)
+            fd = os.open(partial, flags, 0o644)
+        else:
+            raise
+    return os.fdopen(fd, "ab" if append else "wb")
+
+
+def _disk_error(name: str, partial: Path, exc: OSError) -> CacheError:
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    hint = " (disk full or over quota?)" if exc.errno in (errno.ENOSPC, errno.EDQUOT,
+                                                          errno.EFBIG) else ""
+    return CacheError(f"download of {name}: cannot write {partial}: {reason}{hint}")
+
+
+def _to_int(value: str | None, default: int) -> int:
+    """An HTTP header's decimal value (ASCII digits only), else `default`."""
+    text = (value or "").strip()
+    return int(text) if text.isascii() and text.isdigit() else default
+
+
 def _http_date_to_iso(value: str | None) -> str | None:
     if not value:
         return None
     try:
         moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        return moment.strftime("%Y-%m-%dT%H:%M:%S")
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    return moment.strftime("%Y-%m-%dT%H:%M:%S")
 
 
 class LocalSource:
@@ -129,11 +180,32 @@ class LocalSource:
         self, name: str, partial: Path, expected_size: int, etag: str | None = None
     ) -> None:
         path = self._file(name)
+        _partial_size(partial)
         try:
-            with open(path, "rb") as src, open(partial, "wb") as dst:
-                shutil.copyfileobj(src, dst, CHUNK)
+            src = open(path, "rb")
         except OSError as exc:
             raise FetchError(f"cannot copy {path}: {exc.strerror}") from exc
+        with src:
+            try:
+                dst = _open_partial(partial, append=False)
+            except OSError as exc:
+                raise _disk_error(name, partial, exc) from exc
+            with dst:
+                written = 0
+                while True:
+                    try:
+                        chunk = src.read(CHUNK)
+                    except OSError as exc:
+                        raise FetchError(f"cannot copy {path}: {exc.strerror}") from exc
+                    if not chunk:
+                        break
+                    written += len(chunk)
+                    if written > expected_size:
+                        break  # checked (and refused) by size when published
+                    try:
+                        dst.write(chunk)
+                    except OSError as exc:
+                        raise _disk_error(name, partial, exc) from exc
 
     def close(self) -> None:
         pass
@@ -246,7 +318,7 @@ class HttpSource:
                     body = response.read()
                     data += body
                 elif response.status_code == 200:  # Range ignored: read only what we need
-                    total = int(response.headers.get("content-length", "-1"))
+                    total = _to_int(response.headers.get("content-length"), -1)
                     data = b""
                     for chunk in response.iter_bytes(BLOCK * 4):
                         data += chunk
@@ -284,7 +356,7 @@ class HttpSource:
 
         url = self.url + name
         for attempt in range(self.retries + 1):
-            have = partial.stat().st_size if partial.exists() else 0
+            have = _partial_size(partial)
             if have > expected_size:
                 partial.unlink()
                 have = 0
@@ -312,7 +384,11 @@ class HttpSource:
                         f"sync (ETag {served} != {etag}); run `ccfcache sync`"
                     )
                 written = have
-                with open(partial, mode) as handle:
+                try:
+                    handle = _open_partial(partial, append=mode == "ab")
+                except OSError as exc:
+                    raise _disk_error(name, partial, exc) from exc
+                with handle:
                     for chunk in response.iter_bytes():  # as received, so a cut keeps its bytes
                         written += len(chunk)
                         if written > expected_size:
@@ -322,7 +398,10 @@ class HttpSource:
                                 f"download of {name}: more bytes than the listed "
                                 f"{expected_size}; the file changed on the server, run sync"
                             )
-                        handle.write(chunk)
+                        try:
+                            handle.write(chunk)
+                        except OSError as exc:
+                            raise _disk_error(name, partial, exc) from exc
             except (httpx.TransportError, httpx.DecodingError) as exc:
                 if attempt < self.retries:
                     self._sleep_before_retry(attempt, None)
@@ -332,7 +411,7 @@ class HttpSource:
                 ) from exc
             finally:
                 response.close()
-            final = partial.stat().st_size
+            final = _partial_size(partial)
             if final == expected_size:
                 return
             if attempt < self.retries:  # short body: resume
@@ -348,11 +427,12 @@ def _content_range_total(value: str | None) -> int | None:
     if not value or "/" not in value:
         return None
     total = value.rsplit("/", 1)[1].strip()
-    return int(total) if total.isdigit() else None
+    return int(total) if total.isascii() and total.isdigit() else None
 
 
 def _content_range_start(value: str | None) -> int | None:
     try:
-        return int(value.split()[1].split("-")[0]) if value else None
-    except (IndexError, ValueError):
+        start = value.split()[1].split("-")[0] if value else None
+    except IndexError:
         return None
+    return int(start) if start and start.isascii() and start.isdigit() else None

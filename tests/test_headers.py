@@ -359,3 +359,9 @@ def test_fuzz_card_soup(cards: list[str], keep_full: bool) -> None:
 def test_fuzz_keyword_values(key: str, value: str) -> None:
     data = make_header(*without(key), f"{key:<8}= {value}"[:80])
     _check(data, "EPN_QUANTUMEF_0019.CCF")
+
+
+def test_odd_cards_elsewhere_do_not_warn_or_fail() -> None:
+    # pytest turns warnings into errors: astropy's VerifyWarnings must stay inside.
+    data = make_header(*FULL, "BADCARD = 'unterminated", "lowcase = 3", "X" * 80)
+    assert parse_header(data, "EPN_QUANTUMEF_0019.CCF")["issue"] == 19

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from ccfcache.errors import ListingError
 from ccfcache.listing import (
     Listing,
     ListingEntry,
+    _defuse,
     list_directory,
     looks_truncated,
     parse_html_listing,
@@ -234,6 +236,24 @@ def test_truncated_page_raises() -> None:
         parse_html_listing(cut, SOURCE)
     assert not looks_truncated(APACHE_TABLE)
     assert not looks_truncated('<a href="EPN_CTI_0045.CCF">x</a>')  # never claimed to be whole
+
+
+@pytest.mark.parametrize("unit", ["<a href=", "<!--", "</a", "<a b='>"])
+def test_unterminated_tag_runs_stay_fast(unit: str) -> None:
+    # Without defusing, html.parser needs minutes for this (quadratic or worse).
+    html = "<html><body>" + unit * 20000 + '<a href="EPN_CTI_0045.CCF">x</a></body></html>'
+    start = time.monotonic()
+    try:
+        parse_html_listing(html, SOURCE)
+    except ListingError:
+        pass
+    assert time.monotonic() - start < 10
+
+
+def test_well_formed_pages_are_not_defused() -> None:
+    assert _defuse(APACHE_TABLE) == APACHE_TABLE
+    assert _defuse(APACHE_PRE) == APACHE_PRE
+    assert _defuse("a < b <c> <") == "a &lt; b <c> &lt;"
 
 
 def test_error_message_is_one_line() -> None:

@@ -35,7 +35,7 @@ CHUNK = 64 * 1024
 ESA_MOUNTS = {"full": "/pub/ccf/constituents/", "valid": "/pub/ccf/valid_constituents/"}
 
 LISTING_FAULTS = frozenset(
-    {"garbage_listing", "empty_listing", "truncated_listing", "listing_status"}
+    {"garbage_listing", "empty_listing", "truncated_listing", "listing_status", "listing_html"}
 )
 FILE_FAULTS = frozenset(
     {"truncate", "reset", "wrong_length", "wrong_body", "ignore_range"}
@@ -341,6 +341,8 @@ class _Handler(BaseHTTPRequestHandler):
                     entries.append((child.name, stat.st_mtime, stat.st_size))
         style = self.server.owner.listing_style
         body = render_listing(path, entries, style, query).encode("utf-8")
+        if "listing_html" in faults:  # a hand-written (hostile) page, served verbatim
+            body = str(faults["listing_html"].params.get("html", "")).encode("utf-8")
         if "garbage_listing" in faults:
             body = b"\x00\x1f\x8b garbage \xff\xfe<<<<%%%% not a listing\n" * 20
         if "truncated_listing" in faults:
