@@ -69,14 +69,9 @@ def print_table(columns: list[str], rows: list[list[Any]], title: str | None = N
 
 
 def _human(size: int | None) -> str:
-    if size is None:
-        return "?"
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{size} B"
+    from .prune import human_size
+
+    return "?" if size is None else human_size(size)
 
 
 # -- commands ---------------------------------------------------------------------------------
