@@ -45,6 +45,7 @@ class Cache:
         progress: Progress | None = None,
     ) -> None:
         self.settings = load_settings(cache_dir, workers=workers)
+        self._explicit_sources = bool(sources)  # remembered by the next sync
         if sources:
             self.settings.sources = [normalise_source(s) for s in sources]
         else:
@@ -55,6 +56,8 @@ class Cache:
         self.progress = progress or NullProgress()
         self._index: Index | None = None
         self._sources: dict[str, Source] | None = None
+        self._memo: dict[str, Path] = {}  # name -> blob path, valid for `_memo_stamp`
+        self._memo_stamp: tuple | None = None
 
     # -- plumbing ---------------------------------------------------------------------------
     @property
@@ -148,7 +151,7 @@ class Cache:
         report = sync(index, list(self.sources().values()), workers=self.settings.workers,
                       dry_run=dry_run, max_delete=max_delete, force=force,
                       progress=self.progress)
-        if sources and not dry_run:
+        if (sources or self._explicit_sources) and not dry_run:
             config = read_config_file(self.root)
             config["sources"] = self.settings.sources
             write_config_file(self.root, config)
@@ -176,15 +179,39 @@ class Cache:
             )
         return rows[0]
 
+    def _index_stamp(self) -> tuple:
+        """What changes whenever any process writes an index this cache reads."""
+        stamp = []
+        for layout in (self.layout, getattr(self.layout, "site", None)):
+            if layout is not None:
+                try:
+                    st = os.stat(layout.db)
+                    stamp.append((st.st_ino, st.st_size, st.st_mtime_ns))
+                except OSError:
+                    stamp.append(None)
+        return tuple(stamp)
+
     def path(self, name: str) -> Path:
-        """The local path of constituent `name`, fetched first if needed."""
+        """The local path of constituent `name`, fetched first if needed.
+
+        Answers are remembered while no process has written the index (its size and mtime
+        are unchanged) and the blob is still there: a repeated hit costs two stat() calls.
+        """
+        stamp = self._index_stamp()
+        if stamp != self._memo_stamp:
+            self._memo.clear()
+            self._memo_stamp = stamp
+        hit = self._memo.get(name)
+        if hit is not None and os.path.exists(hit):
+            return hit
         from .fastpath import local_path
 
         canonical = canonical_name(name)
-        hit = local_path(self.layout, canonical)
-        if hit is not None:
-            return Path(hit)
-        return self.fetch([canonical])[canonical]
+        found = local_path(self.layout, canonical)
+        path = Path(found) if found is not None else self.fetch([canonical])[canonical]
+        if found is not None:
+            self._memo[name] = path
+        return path
 
     def fetch(self, names: list[str]) -> dict[str, Path]:
         """Fetch the current content of each name (in parallel); return their paths."""

@@ -150,7 +150,7 @@ class Fetcher:
                         f"{name}: the bytes on {url} differ from the header read at sync "
                         "(the file changed on the server); run `ccfcache sync`"
                     )
-                info = self.store.publish(partial, int(version["size"]))
+                info = self.store.publish(partial, int(version["size"]), version.get("xxh3"))
             except CcfCacheError as exc:
                 errors.append(str(exc))
                 continue

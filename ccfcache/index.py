@@ -161,7 +161,9 @@ class Index:
                 raise CacheError(
                     f"the index {self.path} stayed busy for {BUSY_TIMEOUT_S:.0f} s; try again"
                 ) from exc
-            raise
+            raise CacheError(  # e.g. a folder made read-only: the journal cannot be created
+                f"cannot write the index {self.path}: {exc}; is the cache folder writable?"
+            ) from exc
         except BaseException:
             self._rollback()
             raise
@@ -202,6 +204,12 @@ class Index:
                     raise
                 time.sleep(delay * (1 + random.random()))
                 delay = min(delay * 2, 2.0)
+            except sqlite3.DatabaseError as exc:  # "database disk image is malformed"
+                if isinstance(exc, sqlite3.IntegrityError):
+                    raise
+                raise CacheError(
+                    f"the index {self.path} is damaged ({exc}); run `ccfcache doctor`"
+                ) from exc
         raise AssertionError("unreachable")
 
     # -- schema ---------------------------------------------------------------------------

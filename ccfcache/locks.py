@@ -171,11 +171,50 @@ def _create_exclusive(path: Path, body: bytes, mode: int = 0o664) -> bool:
     except FileExistsError:
         return False
     try:
-        os.write(fd, body)
-        os.fsync(fd)
+        os.write(fd, body)  # no fsync: exclusivity comes from O_EXCL, not from durability
     finally:
         os.close(fd)
     return True
+
+
+class _Heartbeats:
+    """One daemon thread per process that refreshes the mtime of every held lock (a thread
+    per lock cost more than the download of a small file)."""
+
+    def __init__(self) -> None:
+        self._locks: set[FileLock] = set()
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._interval = float("inf")
+
+    def add(self, lock: FileLock) -> None:
+        with self._wake:
+            self._locks.add(lock)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, daemon=True,
+                                                name="ccfcache-heartbeat")
+                self._thread.start()
+            if lock.heartbeat < self._interval:
+                self._wake.notify()
+
+    def remove(self, lock: FileLock) -> None:
+        with self._wake:
+            self._locks.discard(lock)
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._locks:
+                    self._interval = float("inf")
+                    self._wake.wait()
+                self._interval = min(lock.heartbeat for lock in self._locks)
+                self._wake.wait(self._interval)
+                due = list(self._locks)
+            for lock in due:
+                lock._beat_once()
+
+
+_HEARTBEATS = _Heartbeats()
 
 
 class FileLock:
@@ -189,8 +228,6 @@ class FileLock:
         self.heartbeat = heartbeat or heartbeat_interval(self.stale_after)
         self.host = host
         self.token = uuid.uuid4().hex
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.held = False
         self.lost = False  # set when someone broke this lock while we held it
 
@@ -254,33 +291,31 @@ class FileLock:
         return True
 
     def _start_heartbeat(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._beat, daemon=True, name="ccfcache-lock")
-        self._thread.start()
+        _HEARTBEATS.add(self)
 
     def _still_mine(self) -> bool:
         info = read_lock(self.path)
         return info is not None and info.token == self.token
 
-    def _beat(self) -> None:
-        while not self._stop.wait(self.heartbeat):
-            if not self._still_mine():
-                self.lost = True
-                return
-            try:
-                os.utime(self.path)
-            except OSError:
-                self.lost = True
-                return
+    def _beat_once(self) -> None:
+        """Refresh the heartbeat; notice a lock that someone broke while we held it."""
+        if not self.held:
+            return
+        if not self._still_mine():
+            self.lost = True
+            _HEARTBEATS.remove(self)
+            return
+        try:
+            os.utime(self.path)
+        except OSError:
+            self.lost = True
+            _HEARTBEATS.remove(self)
 
     def release(self) -> None:
         """Release the lock (idempotent); never removes a lock someone else holds now."""
         if not self.held:
             return
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        _HEARTBEATS.remove(self)
         if self._still_mine():
             self.path.unlink(missing_ok=True)
         self.held = False

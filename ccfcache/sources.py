@@ -115,7 +115,15 @@ def _open_partial(partial: Path, *, append: bool):
             fd = os.open(partial, flags, 0o644)
         else:
             raise
-    return os.fdopen(fd, "ab" if append else "wb")
+    # unbuffered: a full disk fails the write() that hits it, not a later close()
+    return os.fdopen(fd, "ab" if append else "wb", buffering=0)
+
+
+def _write_all(handle, data: bytes) -> None:
+    """Write every byte of `data` to an unbuffered file (a write may be short)."""
+    view = memoryview(data)
+    while view:
+        view = view[handle.write(view):]
 
 
 def _disk_error(name: str, partial: Path, exc: OSError) -> CacheError:
@@ -201,9 +209,14 @@ class LocalSource:
                         break
                     written += len(chunk)
                     if written > expected_size:
-                        break  # checked (and refused) by size when published
+                        dst.close()
+                        partial.unlink(missing_ok=True)
+                        raise FetchError(
+                            f"copy of {path}: more bytes than the listed {expected_size}; "
+                            "the file changed in the source folder, run sync"
+                        )
                     try:
-                        dst.write(chunk)
+                        _write_all(dst, chunk)
                     except OSError as exc:
                         raise _disk_error(name, partial, exc) from exc
 
@@ -374,6 +387,13 @@ class HttpSource:
                     if start != have:
                         raise FetchError(f"download of {name}: server resumed at the wrong byte")
                     mode = "ab"
+                elif response.status_code == 416 and have:
+                    partial.unlink(missing_ok=True)
+                    raise FetchError(
+                        f"download of {name}: the server has fewer bytes than the "
+                        f"{expected_size} read at sync (HTTP 416 at byte {have}); the file "
+                        "changed on the server, run `ccfcache sync`"
+                    )
                 else:
                     raise FetchError(f"download of {name}: HTTP {response.status_code} from {url}")
                 served = response.headers.get("etag")
@@ -399,7 +419,7 @@ class HttpSource:
                                 f"{expected_size}; the file changed on the server, run sync"
                             )
                         try:
-                            handle.write(chunk)
+                            _write_all(handle, chunk)
                         except OSError as exc:
                             raise _disk_error(name, partial, exc) from exc
             except (httpx.TransportError, httpx.DecodingError) as exc:

@@ -104,17 +104,30 @@ class BlobStore:
         """The temporary file for a download identified by `key` (a safe file-name part)."""
         return self.layout.tmp / f"{key}.part"
 
-    def publish(self, partial: Path, expected_size: int) -> BlobInfo:
-        """Hash a complete temporary file, check its size, and publish it under its hash.
+    def publish(self, partial: Path, expected_size: int,
+                expected_xxh3: str | None = None) -> BlobInfo:
+        """Hash a complete temporary file, check its size (and its hash, when the content was
+        fetched before), and publish it under its hash.
 
         The temporary file is removed whether or not publishing succeeds with new bytes;
-        a size mismatch raises FetchError and publishes nothing.
+        a size or hash mismatch raises FetchError and publishes nothing.
         """
-        info = hash_file(partial)
+        try:
+            info = hash_file(partial)
+        except OSError as exc:
+            _discard(partial)
+            raise CacheError(f"cannot read {partial}: {exc.strerror or exc}") from exc
         if info.size != expected_size:
-            partial.unlink(missing_ok=True)
+            _discard(partial)
             raise FetchError(
                 f"{partial.name}: got {info.size} bytes, expected {expected_size}; not stored"
+            )
+        if expected_xxh3 and info.xxh3 != expected_xxh3:
+            _discard(partial)
+            raise FetchError(
+                f"{partial.name}: the bytes downloaded (xxh3 {info.xxh3}) differ from this "
+                f"content as fetched before (xxh3 {expected_xxh3}); not stored (the file "
+                "changed on the server, or the transfer was corrupted: run `ccfcache sync`)"
             )
         self.publish_verified(partial, info)
         return info
@@ -141,5 +154,14 @@ class BlobStore:
         except OSError as exc:
             raise CacheError(f"cannot publish {final}: {exc.strerror or exc}") from exc
         finally:
-            partial.unlink(missing_ok=True)
+            _discard(partial)
         return final
+
+
+def _discard(partial: Path) -> None:
+    """Remove a temporary file; one that cannot be removed now (a folder made read-only) is
+    left for the next fetch or prune, never reported instead of the real error."""
+    try:
+        partial.unlink(missing_ok=True)
+    except OSError:
+        pass

@@ -126,8 +126,9 @@ def test_pretended_host_sees_our_live_lock_as_foreign(lock_path, monkeypatch):
     monkeypatch.setenv("CCFCACHE_HOSTNAME", "ccf-node-b")
     assert not FileLock(lock_path, stale_after=60).try_acquire()
     stamp = time.time() - 120
-    ours._stop.set()  # silence our heartbeat: a host that froze
-    ours._thread.join()
+    from ccfcache.locks import _HEARTBEATS
+
+    _HEARTBEATS.remove(ours)  # silence our heartbeat: a host that froze
     os.utime(lock_path, (stamp, stamp))
     theirs = FileLock(lock_path, stale_after=60)
     assert theirs.try_acquire()
