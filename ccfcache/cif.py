@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import secrets
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -228,9 +230,25 @@ def _primary_hdu(parameters: Mapping[str, str], creator: str, now: datetime | No
     return primary
 
 
+STALE_TEMPORARY_S = 3600.0
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Remove temporaries of earlier writes of `path` that were killed (older than an hour,
+    so a concurrent writer's file is never touched)."""
+    cutoff = time.time() - STALE_TEMPORARY_S
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        try:
+            if leftover.is_file() and leftover.stat().st_mtime < cutoff:
+                leftover.unlink()
+        except OSError:
+            pass
+
+
 def _write_atomically(path: Path, hdus: Any) -> None:
     """Write an HDUList to `path` through a temporary file in the same folder."""
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    _remove_stale_temporaries(path)
     try:
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(descriptor, "wb") as stream:

@@ -311,3 +311,20 @@ def test_read_truncated(real_cif: Path, tmp_path: Path) -> None:
     path.write_bytes(real_cif.read_bytes()[:6000])
     with pytest.raises(InvalidCif, match="cut.cif"):
         read_cif(path)
+
+
+def test_stale_temporaries_of_a_killed_write_are_removed(tmp_path):
+    import os
+    import time
+
+    from ccfcache.cif import STALE_TEMPORARY_S
+
+    out = tmp_path / "ccf.cif"
+    old = tmp_path / ".ccf.cif.0123456789ab.tmp"
+    young = tmp_path / ".ccf.cif.ba9876543210.tmp"
+    for leftover in (old, young):
+        leftover.write_bytes(b"half a CIF")
+    past = time.time() - STALE_TEMPORARY_S - 10
+    os.utime(old, (past, past))
+    write_cif(out, [], obs_date="2021-01-01", analysis_date="2021-01-02", parameters={})
+    assert out.exists() and not old.exists() and young.exists()

@@ -398,6 +398,7 @@ def test_header_changed_in_place_same_size(own, archive) -> None:
 
 def test_errors_are_ccfcache_errors(synced, server, big) -> None:
     """Whatever the fault, the API raises the project's own errors, never httpx or OSError."""
+    synced.settings.retries = 1  # sources are opened on first use, with this setting
     for kind, params in (("reset", {"after": 0}), ("wrong_length", {"delta": -100_000}),
                          ("truncate", {"after": 0})):
         server.clear_faults()
