@@ -15,7 +15,7 @@ from .index import Index
 from .locks import FileLock
 from .progress import NullProgress, Progress
 from .sources import Source
-from .store import BlobStore
+from .store import BlobStore, StreamHasher
 
 LOCK_POLL_S = (0.05, 1.0)
 
@@ -143,14 +143,16 @@ class Fetcher:
         errors = []
         for url, etag in usable:
             try:
-                self.sources[url].download(name, partial, int(version["size"]), etag)
+                hasher = StreamHasher()
+                self.sources[url].download(name, partial, int(version["size"]), etag, hasher)
                 if not _header_matches(partial, version):
                     partial.unlink(missing_ok=True)
                     raise FetchError(
                         f"{name}: the bytes on {url} differ from the header read at sync "
                         "(the file changed on the server); run `ccfcache sync`"
                     )
-                info = self.store.publish(partial, int(version["size"]), version.get("xxh3"))
+                info = self.store.publish(partial, int(version["size"]), version.get("xxh3"),
+                                          streamed=hasher)
             except CcfCacheError as exc:
                 errors.append(str(exc))
                 continue

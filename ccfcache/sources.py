@@ -23,6 +23,7 @@ from .errors import CacheError, FetchError, InvalidHeader, ListingError
 from .headers import BLOCK, MAX_HEADER_BLOCKS
 from .headers import header_end as _strict_header_end
 from .listing import Listing, list_directory, parse_html_listing
+from .store import StreamHasher
 
 if TYPE_CHECKING:
     import httpx
@@ -52,7 +53,8 @@ class Source(Protocol):
     def read_head(self, name: str) -> Head: ...
 
     def download(
-        self, name: str, partial: Path, expected_size: int, etag: str | None = None
+        self, name: str, partial: Path, expected_size: int, etag: str | None = None,
+        hasher: StreamHasher | None = None,
     ) -> None: ...
 
     def close(self) -> None: ...
@@ -185,7 +187,8 @@ class LocalSource:
         return Head(data, size, None, stamp)
 
     def download(
-        self, name: str, partial: Path, expected_size: int, etag: str | None = None
+        self, name: str, partial: Path, expected_size: int, etag: str | None = None,
+        hasher: StreamHasher | None = None,
     ) -> None:
         path = self._file(name)
         _partial_size(partial)
@@ -198,6 +201,8 @@ class LocalSource:
                 dst = _open_partial(partial, append=False)
             except OSError as exc:
                 raise _disk_error(name, partial, exc) from exc
+            hasher = hasher or StreamHasher()
+            hasher.restart()
             with dst:
                 written = 0
                 while True:
@@ -219,6 +224,7 @@ class LocalSource:
                         _write_all(dst, chunk)
                     except OSError as exc:
                         raise _disk_error(name, partial, exc) from exc
+                    hasher.update(chunk)
 
     def close(self) -> None:
         pass
@@ -358,7 +364,8 @@ class HttpSource:
 
     # -- downloads ------------------------------------------------------------------------
     def download(
-        self, name: str, partial: Path, expected_size: int, etag: str | None = None
+        self, name: str, partial: Path, expected_size: int, etag: str | None = None,
+        hasher: StreamHasher | None = None,
     ) -> None:
         """Download into `partial`, resuming what it holds; never more than expected_size.
 
@@ -368,6 +375,7 @@ class HttpSource:
         import httpx
 
         url = self.url + name
+        hasher = hasher or StreamHasher()
         for attempt in range(self.retries + 1):
             have = _partial_size(partial)
             if have > expected_size:
@@ -406,6 +414,8 @@ class HttpSource:
                 written = have
                 try:
                     handle = _open_partial(partial, append=mode == "ab")
+                    if hasher.size != have:  # a fresh start, or a partial left by another run
+                        hasher.restart(partial, have)
                 except OSError as exc:
                     raise _disk_error(name, partial, exc) from exc
                 with handle:
@@ -422,6 +432,7 @@ class HttpSource:
                             _write_all(handle, chunk)
                         except OSError as exc:
                             raise _disk_error(name, partial, exc) from exc
+                        hasher.update(chunk)  # hashed while streaming
             except (httpx.TransportError, httpx.DecodingError) as exc:
                 if attempt < self.retries:
                     self._sleep_before_retry(attempt, None)

@@ -42,6 +42,17 @@ class StreamHasher:
         self.md5.update(chunk)
         self.size += len(chunk)
 
+    def restart(self, path: Path | None = None, length: int = 0) -> None:
+        """Start again, from the first `length` bytes of `path` (a partial being resumed)."""
+        self.__init__()
+        if path is not None and length:
+            with open(path, "rb") as handle:
+                while self.size < length:
+                    chunk = handle.read(min(CHUNK, length - self.size))
+                    if not chunk:
+                        break
+                    self.update(chunk)
+
     def result(self) -> BlobInfo:
         return BlobInfo(self.xxh3.hexdigest(), self.md5.hexdigest(), self.size)
 
@@ -105,7 +116,8 @@ class BlobStore:
         return self.layout.tmp / f"{key}.part"
 
     def publish(self, partial: Path, expected_size: int,
-                expected_xxh3: str | None = None) -> BlobInfo:
+                expected_xxh3: str | None = None,
+                streamed: StreamHasher | None = None) -> BlobInfo:
         """Hash a complete temporary file, check its size (and its hash, when the content was
         fetched before), and publish it under its hash.
 
@@ -113,7 +125,10 @@ class BlobStore:
         a size or hash mismatch raises FetchError and publishes nothing.
         """
         try:
-            info = hash_file(partial)
+            if streamed is not None and streamed.size == os.path.getsize(partial):
+                info = streamed.result()  # hashed while streaming: no second read
+            else:
+                info = hash_file(partial)
         except OSError as exc:
             _discard(partial)
             raise CacheError(f"cannot read {partial}: {exc.strerror or exc}") from exc
