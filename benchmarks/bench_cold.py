@@ -43,6 +43,8 @@ def bench(ctx) -> None:
             ctx.results.add(bc.Row("1", f"cold CIF time vs rsync {label} + scan", seconds,
                                    f"rsync {module} + astropy scan", total, "s", total / seconds,
                                    "", None, f"rsync {t_sync:.2f} s + scan {t_scan:.2f} s"))
+            bc.drop_dir(dest)
+    bc.drop_dir(cache_dir)
 
 
 if __name__ == "__main__":

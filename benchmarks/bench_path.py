@@ -45,8 +45,8 @@ def bench(ctx) -> None:
 
     env = bc.bench_env(CCFCACHE_DIR=str(cache.root), XDG_CACHE_HOME=str(ctx.xdg))
     c_ours = _command([bc.CCFCACHE, "path", NAME], env, opts.repeat)
-    c_pooch = _command([bc.PYTHON, "-c", "import pooch; pooch.retrieve(%r, known_hash=None, "
-                        "fname=%r, path=%r, progressbar=False)" % (url, NAME, str(pooch_dir))],
+    c_pooch = _command([bc.PYTHON, "-c", f"import pooch; pooch.retrieve({url!r}, known_hash=None, "
+                        f"fname={NAME!r}, path={str(pooch_dir)!r}, progressbar=False)"],
                        env, opts.repeat)
     c_astro = _command([bc.PYTHON, "-c", "from astropy.utils.data import download_file; "
                         f"download_file({url!r}, cache=True)"], env, opts.repeat)
