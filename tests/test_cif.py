@@ -112,6 +112,20 @@ def test_written_cif_matches_real_table(real_cif: Path, tmp_path: Path) -> None:
         assert mine.data["FSIZE"].dtype == real.data["FSIZE"].dtype
 
 
+@pytest.mark.parametrize("creator", [None, "cifbuild (cifbuild-4.9) [xmmsas_20230412_1735] " * 3])
+def test_bytes_are_what_astropy_writes(real_cif: Path, tmp_path: Path, creator) -> None:
+    """The CIF is serialised without building astropy HDUs (for speed); astropy writing the
+    HDUs it reads back must give the very same bytes, long CONTINUE and HISTORY cards too."""
+    ours = write_like_real(real_cif, tmp_path / "ccf.cif", creator=creator,
+                           fullpath_dir="/a/long/folder/" + "x" * 100)
+    again = tmp_path / "again.cif"
+    with fits.open(ours) as hdus:
+        hdus.verify("exception")
+        hdus.writeto(again)
+    assert again.read_bytes() == ours.read_bytes()
+    assert len(ours.read_bytes()) % 2880 == 0
+
+
 def test_written_primary_header(real_cif: Path, tmp_path: Path) -> None:
     ours = write_like_real(real_cif, tmp_path / "ccf.cif", creator="ccfcache (ccfcache-9.9)")
     header = fits.getheader(ours, 0)
