@@ -23,17 +23,48 @@ from .select import select_constituents
 if TYPE_CHECKING:
     from .cache import Cache
 
-_CANDIDATES_SQL = """
-SELECT v.* FROM versions v JOIN constituents c ON c.name = v.name
-WHERE c.withdrawn_at IS NULL
+# The rule itself is select.select_constituents (pure); this query only narrows its input to
+# the rows that decide its answer, seeking through the (scope, typeid, issue) index instead of
+# reading every version: per group, the valid rows of the highest valid issue (all of them:
+# ties are for the rule), every row with an unreadable header (the rule warns about each), and
+# one row of each group that has rows but no valid one (the rule warns about the group).
+# A version is "live" when it is listed now (or, historical, stored), its name is not
+# withdrawn and it is of the category; "valid" adds the dates.
+_LIVE = """NOT EXISTS (SELECT 1 FROM constituents c WHERE c.name = {v}.name
+                   AND c.withdrawn_at IS NOT NULL)
   AND {which}
-  AND ((v.valdate <= :obs AND v.subdate <= :anal
-        AND (v.evaldate IS NULL OR v.evaldate = '' OR v.evaldate >= :obs)
-        AND (:any_category OR v.category = :category))
-       OR v.header_error IS NOT NULL)
+  AND (:any_category OR {v}.category = :category OR {v}.header_error IS NOT NULL)"""
+_VALID = """{v}.header_error IS NULL AND {v}.valdate <= :obs AND {v}.subdate <= :anal
+  AND ({v}.evaldate IS NULL OR TRIM({v}.evaldate) = '' OR {v}.evaldate >= :obs)
+  AND {live}"""
+_CANDIDATES_SQL = """
+WITH tops AS (
+  SELECT g.scope, g.typeid, (
+    SELECT v.issue FROM versions v WHERE v.scope = g.scope AND v.typeid = g.typeid AND {valid_v}
+    ORDER BY v.issue DESC LIMIT 1) AS top
+  FROM (SELECT DISTINCT scope, typeid FROM versions) g)
+SELECT v.* FROM tops t JOIN versions v
+  ON v.scope = t.scope AND v.typeid = t.typeid AND v.issue = t.top
+  WHERE {valid_v}
+UNION ALL
+SELECT v.* FROM versions v WHERE v.header_error IS NOT NULL AND {live_v}
+UNION ALL
+SELECT v.* FROM tops t JOIN versions v ON v.id = (
+  SELECT MIN(w.id) FROM versions w
+  WHERE w.scope = t.scope AND w.typeid = t.typeid AND w.header_error IS NULL AND {live_w})
+  WHERE t.top IS NULL
 """
-_CURRENT = "EXISTS (SELECT 1 FROM listings l WHERE l.version_id = v.id)"
-_HISTORICAL = f"({_CURRENT} OR v.xxh3 IN (SELECT xxh3 FROM blobs))"
+_CURRENT = "EXISTS (SELECT 1 FROM listings l WHERE l.version_id = {v}.id)"
+_HISTORICAL = f"({_CURRENT} OR {{v}}.xxh3 IN (SELECT xxh3 FROM blobs))"
+
+
+def _candidates_sql(historical: bool) -> str:
+    def live(v: str) -> str:
+        which = (_HISTORICAL if historical else _CURRENT).format(v=v)
+        return _LIVE.format(v=v, which=which)
+
+    return _CANDIDATES_SQL.format(valid_v=_VALID.format(v="v", live=live("v")),
+                                  live_v=live("v"), live_w=live("w"))
 
 
 @dataclass
@@ -69,8 +100,8 @@ class CifResult:
 
 def candidate_rows(cache: Cache, obs: str, anal: str, *, category: str,
                    ignore_category: bool, historical: bool) -> list[dict]:
-    """Index rows that may take part (SQL pre-filter; the pure rule decides)."""
-    sql = _CANDIDATES_SQL.format(which=_HISTORICAL if historical else _CURRENT)
+    """The index rows that can decide the selection (SQL narrows; the pure rule decides)."""
+    sql = _candidates_sql(historical)
     return cache.index.query(sql, {"obs": obs, "anal": anal, "category": category,
                                    "any_category": 1 if ignore_category else 0})
 
