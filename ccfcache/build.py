@@ -175,10 +175,12 @@ def build_cif(
             f"{len(names)} selected constituents could not be fetched ({', '.join(names[:5])}"
             f"{', ...' if len(names) > 5 else ''}): {first}; no CIF written"
         )
-    fresh = {r["id"]: r for r in cache.index.query(
-        f"SELECT * FROM versions WHERE id IN ({','.join('?' * len(selection.rows))})",
-        tuple(r["id"] for r in selection.rows))}
-    chosen = [fresh[r["id"]] for r in selection.rows]
+    chosen = selection.rows
+    if not all(r["xxh3"] and r["md5"] for r in chosen):  # some were fetched just now
+        fresh = {r["id"]: r for r in cache.index.query(
+            f"SELECT * FROM versions WHERE id IN ({','.join('?' * len(chosen))})",
+            tuple(r["id"] for r in chosen))}
+        chosen = [fresh[r["id"]] for r in chosen]
     view = make_view(cache, chosen)
     target = Path(out) if out else cache.layout.cifs / f"ccf-{obs}-{anal}-{view.name}.cif"
     target = target.expanduser().absolute()

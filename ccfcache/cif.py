@@ -146,40 +146,51 @@ def _width(tform: str) -> int:
     return int(tform[:-1])
 
 
+# (column, row key, integer range or None, text width or None), computed once
+_COLUMN_SPECS = tuple(
+    (column.name, _ROW_KEYS[column.name], _INT_RANGES.get(column.name),
+     None if column.name in _INT_RANGES else _width(column.tform))
+    for column in CIF_COLUMNS
+)
+
+
 def _column_values(rows: list[Mapping[str, Any]], fullpath_dir: str | None) -> dict[str, list[Any]]:
     """The validated values of every column; raise SelectionError naming a bad value."""
     values: dict[str, list[Any]] = {column.name: [] for column in CIF_COLUMNS}
     for number, row in enumerate(rows, start=1):
-        label = f"CIF row {number} ({row.get('name', 'unnamed')})"
-        for column in CIF_COLUMNS:
-            key = _ROW_KEYS[column.name]
+        for name, key, limits, width in _COLUMN_SPECS:
             if key not in row and key != "evaldate":
-                raise SelectionError(f"{label} has no {key!r} for column {column.name}")
+                raise SelectionError(f"{_label(number, row)} has no {key!r} for column {name}")
             value = row.get(key)
-            if column.name in _INT_RANGES:
-                low, high = _INT_RANGES[column.name]
-                if not isinstance(value, int) or isinstance(value, bool):
-                    raise SelectionError(f"{label}: {column.name} is not an integer: {value!r}")
-                if not low <= value <= high:
-                    raise SelectionError(
-                        f"{label}: {column.name} {value} does not fit TFORM {column.tform}"
-                    )
-                values[column.name].append(value)
+            if limits is not None:
+                values[name].append(_checked_int(value, limits, name, number, row))
                 continue
             text = "" if value is None else value
             if not isinstance(text, str):
-                raise SelectionError(f"{label}: {column.name} is not a string: {value!r}")
-            if column.name == "FNAME" and fullpath_dir is not None:
+                raise SelectionError(f"{_label(number, row)}: {name} is not a string: {value!r}")
+            if name == "FNAME" and fullpath_dir is not None:
                 text = os.path.join(fullpath_dir, text)
-            if not text.isascii():
-                raise SelectionError(f"{label}: {column.name} is not ASCII: {text!r}")
-            if len(text) > _width(column.tform):
-                raise SelectionError(
-                    f"{label}: {column.name} is longer than {_width(column.tform)} "
-                    f"characters (TFORM {column.tform}): {text!r}"
-                )
-            values[column.name].append(text)
+            if len(text) > width or not text.isascii():
+                problem = (f"is not ASCII: {text!r}" if not text.isascii() else
+                           f"is longer than {width} characters (TFORM {width}A): {text!r}")
+                raise SelectionError(f"{_label(number, row)}: {name} {problem}")
+            values[name].append(text)
     return values
+
+
+def _label(number: int, row: Mapping[str, Any]) -> str:
+    return f"CIF row {number} ({row.get('name', 'unnamed')})"
+
+
+def _checked_int(value: Any, limits: tuple[int, int], name: str, number: int,
+                 row: Mapping[str, Any]) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise SelectionError(f"{_label(number, row)}: {name} is not an integer: {value!r}")
+    low, high = limits
+    if not low <= value <= high:
+        tform = next(c.tform for c in CIF_COLUMNS if c.name == name)
+        raise SelectionError(f"{_label(number, row)}: {name} {value} does not fit TFORM {tform}")
+    return value
 
 
 _BLOCK = 2880  # FITS block size

@@ -18,6 +18,7 @@ from .sources import Source
 from .store import BlobStore, StreamHasher
 
 LOCK_POLL_S = (0.05, 1.0)
+TOUCH_INTERVAL_S = 600.0  # a use is recorded at most this often per version
 
 
 def content_key(version: dict) -> str:
@@ -46,9 +47,8 @@ class Fetcher:
     def local_path(self, version: dict) -> Path | None:
         """The blob of a version if it is stored and complete."""
         xxh3 = version.get("xxh3")
-        if xxh3 and self.store.has(xxh3, version["size"]):
-            return self.store.path(xxh3)
-        return self._from_site(version)
+        found = self.store.find(xxh3, version["size"]) if xxh3 else None
+        return found if found is not None else self._from_site(version)
 
     def _from_site(self, version: dict) -> Path | None:
         """The same content in the read-only site cache (recorded here, not copied)."""
@@ -97,9 +97,13 @@ class Fetcher:
         return paths, failures
 
     def _touch(self, versions: list[dict]) -> None:
-        if not versions or self.index.readonly:
-            return
+        """Record a use (for prune's LRU), at most once per TOUCH_INTERVAL_S per version: a
+        warm build then writes nothing, and hosts sharing the cache do not queue to say so."""
         now = time.time()
+        stale = [v for v in versions if (v.get("last_used") or 0) < now - TOUCH_INTERVAL_S]
+        if not stale or self.index.readonly:
+            return
+        versions = stale
         with self.index.write() as db:
             db.conn.executemany("UPDATE versions SET last_used = ? WHERE id = ?",
                            [(now, v["id"]) for v in versions])

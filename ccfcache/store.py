@@ -103,13 +103,25 @@ class BlobStore:
             return site
         return own
 
+    def find(self, xxh3: str, size: int | None = None) -> Path | None:
+        """The blob's path (this cache's, else the site's) when it exists with that size."""
+        try:
+            own = self.layout.blob_path(xxh3)
+        except ValueError:
+            return None
+        for path in (own, self.layout.site_blob_path(xxh3)):
+            if path is None:
+                continue
+            try:
+                found = os.stat(path).st_size
+            except FileNotFoundError:
+                continue
+            return path if size is None or found == size else None
+        return None
+
     def has(self, xxh3: str, size: int | None = None) -> bool:
         """True when the blob exists (with the expected size, if given)."""
-        try:
-            st = self.path(xxh3).stat()
-        except (FileNotFoundError, ValueError):
-            return False
-        return size is None or st.st_size == size
+        return self.find(xxh3, size) is not None
 
     def partial_path(self, key: str) -> Path:
         """The temporary file for a download identified by `key` (a safe file-name part)."""
