@@ -157,8 +157,7 @@ def build_cif(
 
     obs = resolve_date(obs_date, now=now)
     anal = resolve_date(analysis_date, now=now)
-    if not cache._synced_once():
-        cache.sync()
+    cache.ensure_synced()
     rows = candidate_rows(cache, obs, anal, category=category, ignore_category=ignore_category,
                           historical=historical)
     selection = select_constituents(rows, obs, anal, category=category,

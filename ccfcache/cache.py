@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import random
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -160,13 +162,37 @@ class Cache:
     def _synced_once(self) -> bool:
         return bool(self.index.query("SELECT 1 FROM sources WHERE listed_at IS NOT NULL"))
 
+    def ensure_synced(self) -> None:
+        """Sync a cache that never synced, once across processes and hosts: the first to
+        take the first-sync lock syncs, the others wait and use its index (16 cold `cif`s
+        read each header once, not 16 times)."""
+        from .locks import FileLock
+
+        if self._synced_once():
+            return
+        if self.index.readonly:
+            self.sync()  # says clearly that it cannot
+            return
+        lock = FileLock(self.layout.locks / "first-sync.lock")
+        delay = 0.05
+        while not self._synced_once():
+            if lock.try_acquire():
+                try:
+                    if not self._synced_once():
+                        self.sync()
+                finally:
+                    lock.release()
+                return
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 1.0)
+
     # -- lookups ----------------------------------------------------------------------------
     def current_version(self, name: str) -> dict:
         """The version of `name` that the sources list now (syncing once if never synced)."""
         name = canonical_name(name)
         rows = self.index.current_versions([name])
         if not rows and not self._synced_once():
-            self.sync()
+            self.ensure_synced()
             rows = self.index.current_versions([name])
         if not rows:
             known = self.index.query(

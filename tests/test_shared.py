@@ -204,6 +204,33 @@ def test_sixteen_processes_on_a_cold_cache(tmp_path, server, source_urls, archiv
     assert json.loads((root / FORMAT_FILE).read_text())["lock_protocol"] == 1
 
 
+def _header_reads(server) -> Counter:
+    """Bounded Range GETs (header reads) per path."""
+    return Counter(path for method, path, rng in server.request_log
+                   if method == "GET" and rng is not None and not rng.endswith("-"))
+
+
+def test_cold_cifs_read_each_header_once(tmp_path, server, source_urls, archive: Manifest):
+    """Six `cif` processes start together on a never-synced cache: one syncs, the others
+    wait for it (first-sync lock), so the server sees the header reads of one sync."""
+    go = tmp_path / "go"
+    solo = run_all([command(["sync"])], base_env(cold_cache(tmp_path / "solo", source_urls),
+                                                 go), go)
+    assert solo[0].returncode == 0, solo[0].stderr
+    one_sync = _header_reads(server)
+    assert len(one_sync) == len(archive.full_names()) + len(archive.valid_names())
+    server.reset_counts()
+    go.unlink()
+    root = cold_cache(tmp_path / "cache", source_urls)
+    obs, anal = DATES[1]
+    jobs = [command(["cif", "--obs-date", obs, "--analysis-date", anal,
+                     "-o", str(tmp_path / f"c{i}.cif")]) for i in range(6)]
+    done = run_all(jobs, base_env(root, go), go)
+    assert [d.returncode for d in done] == [0] * 6, [d.stderr[-300:] for d in done]
+    assert _header_reads(server) == one_sync
+    assert list(Layout(root).locks.iterdir()) == []
+
+
 # -- host death ---------------------------------------------------------------------------------
 def _lock_name(cache: Cache, name: str) -> Path:
     from ccfcache.fetcher import content_key
