@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-from .cache import Cache
 from .errors import (
     CacheError,
     CcfCacheError,
@@ -21,7 +20,21 @@ from .errors import (
     UsageError,
 )
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (4 ms)
+if TYPE_CHECKING:
+    from .cache import Cache
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # Cache (and through it sqlite-utils) is imported on first use, so that the warm
+    # `ccfcache path` answer, which needs none of it, starts fast
+    if name == "Cache":
+        from .cache import Cache
+
+        return Cache
+    raise AttributeError(f"module 'ccfcache' has no attribute {name!r}")
 
 __all__ = [
     "Cache",

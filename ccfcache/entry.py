@@ -19,7 +19,6 @@ def _fast_path(argv: list[str]) -> int | None:
         del argv[at : at + 2]
     if len(argv) < 2 or any(a.startswith("-") for a in argv[1:]):
         return None
-    from .config import default_cache_dir
     from .errors import InvalidName
     from .fastpath import layered_layout, local_path
     from .names import canonical_name
@@ -28,6 +27,8 @@ def _fast_path(argv: list[str]) -> int | None:
     if env:
         root = os.path.abspath(os.path.expanduser(env))
     else:
+        from .config import default_cache_dir  # platformdirs: only when no folder is given
+
         root = str(default_cache_dir())
     layout = layered_layout(root)  # the site cache (CCFCACHE_SITE_DIR) is looked at first
     found = []

@@ -11,9 +11,8 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from urllib.parse import quote
 
-from .layout import Layout, format_compatible
+from .layout import Layout, format_compatible, index_uri
 
 _CURRENT_SQL = (
     "SELECT v.xxh3, v.size FROM versions v JOIN listings l ON l.version_id = v.id "
@@ -30,12 +29,8 @@ def _query_ro(layout: Layout, sql: str, params: tuple) -> tuple | None:
     """One row from an index opened read-only, or None (absent, unreadable, incompatible)."""
     if not layout.db.is_file() or not format_compatible(layout.root):
         return None
-    uri = f"file:{quote(str(layout.db))}?mode=ro"
-    vfs = os.environ.get("CCFCACHE_SQLITE_VFS")
-    if vfs:
-        uri += f"&vfs={quote(vfs)}"
     try:
-        conn = sqlite3.connect(uri, uri=True, timeout=30)
+        conn = sqlite3.connect(index_uri(layout.db, readonly=True), uri=True, timeout=30)
         try:
             return conn.execute(sql, params).fetchone()
         finally:

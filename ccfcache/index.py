@@ -15,7 +15,6 @@ Tables (see docs/layout.md):
 
 from __future__ import annotations
 
-import os
 import random
 import sqlite3
 import threading
@@ -23,12 +22,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import quote
 
 import sqlite_utils
 
 from .errors import CacheError
-from .layout import FORMAT_VERSION, LOCK_PROTOCOL
+from .layout import FORMAT_VERSION, LOCK_PROTOCOL, index_uri
 
 HEADER_COLUMNS = (
     "telescop", "scope", "typeid", "issue", "valdate", "evaldate", "subdate", "date",
@@ -37,16 +35,6 @@ HEADER_COLUMNS = (
 
 BUSY_TIMEOUT_S = 60.0
 WRITE_RETRIES = 20
-
-
-def index_uri(path: Path, *, readonly: bool = False) -> str:
-    """The SQLite URI of an index; $CCFCACHE_SQLITE_VFS picks a VFS (e.g. unix-dotfile for a
-    mount without byte-range locks: every process using the cache must then set it)."""
-    params = ["mode=ro" if readonly else "mode=rwc"]
-    vfs = os.environ.get("CCFCACHE_SQLITE_VFS")
-    if vfs:
-        params.append(f"vfs={quote(vfs)}")
-    return f"file:{quote(str(path))}?{'&'.join(params)}"
 
 
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import uuid
 from pathlib import Path
 
 from .errors import CacheError
@@ -70,7 +69,7 @@ def write_format_file(layout: Layout) -> None:
     complete temporary file linked to its name, so no reader sees a half-written file)."""
     if layout.format_file.exists():
         return
-    tmp = layout.root / f".{FORMAT_FILE}.{uuid.uuid4().hex}.tmp"
+    tmp = layout.root / f".{FORMAT_FILE}.{os.urandom(8).hex()}.tmp"
     try:
         tmp.write_text(json.dumps(format_record(), indent=2) + "\n", encoding="utf-8")
         os.chmod(tmp, 0o444)
@@ -116,6 +115,20 @@ def check_format(layout: Layout) -> None:
             f"ccfcache uses format {FORMAT_VERSION}, lock protocol {LOCK_PROTOCOL}: use a "
             "matching ccfcache or another cache folder"
         )
+
+
+def _uri_escape(text: str) -> str:
+    """Escape what an SQLite URI gives meaning to (SQLite decodes every %XX; stdlib only, as
+    urllib.parse costs the warm path 5 ms of imports)."""
+    return text.replace("%", "%25").replace("?", "%3F").replace("#", "%23").replace("&", "%26")
+
+
+def index_uri(path: str | os.PathLike[str], *, readonly: bool = False) -> str:
+    """The SQLite URI of an index; $CCFCACHE_SQLITE_VFS picks a VFS (e.g. unix-dotfile for a
+    mount without byte-range locks: every process using the cache must then set it)."""
+    uri = f"file:{_uri_escape(os.fspath(path))}?mode={'ro' if readonly else 'rwc'}"
+    vfs = os.environ.get("CCFCACHE_SQLITE_VFS")
+    return uri + f"&vfs={_uri_escape(vfs)}" if vfs else uri
 
 
 def format_compatible(root: str | os.PathLike[str]) -> bool:
