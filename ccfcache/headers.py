@@ -99,6 +99,27 @@ _KEYWORDS = (
 )  # fmt: skip
 
 
+_WANTED = frozenset(_KEYWORDS)
+
+
+def _indexing_cards(text: str) -> str:
+    """Only the cards astropy must parse: the indexing keywords with their CONTINUE cards, and
+    END (a real header has ~70 cards; parsing them all was most of a sync's CPU time)."""
+    kept = []
+    keep_continue = False
+    for start in range(0, len(text), 80):
+        card = text[start:start + 80]
+        keyword = card[:8].rstrip()
+        if keyword == "CONTINUE":
+            if keep_continue:
+                kept.append(card)
+            continue
+        keep_continue = keyword in _WANTED
+        if keep_continue or keyword == "END":
+            kept.append(card)
+    return "".join(kept)
+
+
 def _read_keywords(text: str, where: str) -> dict[str, Any]:
     """The indexing keywords' raw values (None when missing), by lower-case key."""
     try:
@@ -106,7 +127,7 @@ def _read_keywords(text: str, where: str) -> dict[str, Any]:
 
         with warnings.catch_warnings():  # astropy warns about odd cards while parsing
             warnings.simplefilter("ignore")
-            header = fits.Header.fromstring(text)
+            header = fits.Header.fromstring(_indexing_cards(text))
             # values are parsed lazily: an unparsable card raises here
             return {key.lower(): _value(header, key) for key in _KEYWORDS}
     except Exception as exc:  # astropy raises many types; all mean "unreadable header"
