@@ -31,8 +31,9 @@ def normalise_date(text: str) -> str:
     if len(time) == 5:
         time += ":00"
     result = f"{match['date']}T{time}"
-    try:
-        datetime.strptime(result, "%Y-%m-%dT%H:%M:%S")
+    try:  # the calendar check; strptime's locale-aware parsing cost 40 us a date
+        datetime(int(result[:4]), int(result[5:7]), int(result[8:10]),
+                 int(result[11:13]), int(result[14:16]), int(result[17:19]))
     except ValueError:
         raise InvalidDate(f"not a valid calendar date: {text!r}") from None
     return result

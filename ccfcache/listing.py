@@ -34,6 +34,14 @@ _APACHE_RE = re.compile(  # Apache 2.2 / nginx: 11-Nov-2014 06:00
 )
 _SIZE_RE = re.compile(r"(?<!\S)(\d{1,15}(?:\.\d{1,3})?)([KMGTP]?)(?:i?B)?(?!\S)", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4, "P": 1024**5}
+# Tags that carry nothing the link collector uses (cells, images, text styling): removed before
+# html.parser sees the page, which makes it 3x faster on an Apache table (ESA's page has ~8
+# tags a row). Only whole tags without '<' or '>' inside quotes match; text is unchanged.
+_INERT_TAGS_RE = re.compile(
+    r"</?(?:td|th|img|font|span|div|hr|br|b|i|em|strong|tt|code|small|big|center|thead"
+    r"|tbody|tfoot|col|colgroup)\b(?:[^<>\"']|\"[^\"<>]*\"|'[^'<>]*')*>",
+    re.IGNORECASE,
+)
 _HTML_START_RE = re.compile(r"\A\s*(?:<!DOCTYPE[^>]*>\s*|<!--.*?-->\s*)*<html[\s>]", re.I | re.S)
 
 
@@ -203,14 +211,15 @@ def parse_html_listing(html: str, source: str) -> Listing:
     if "\0" in html:
         raise ListingError(f"{source}: listing is not an HTML page (binary data)")
     collector = _LinkCollector()
+    page, inert_tags = _INERT_TAGS_RE.subn("", _defuse(html))
     try:
-        collector.feed(_defuse(html))
+        collector.feed(page)
         collector.close()
     except Exception as exc:  # html.parser may raise AssertionError etc. on odd markup
         raise ListingError(
             f"{source}: listing cannot be parsed as HTML ({type(exc).__name__})"
         ) from None
-    if collector.tags == 0:
+    if collector.tags + inert_tags == 0:
         raise ListingError(f"{source}: listing is not an HTML page (no tags)")
     if looks_truncated(html):
         raise ListingError(f"{source}: listing is truncated (no closing </html>)")

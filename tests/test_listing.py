@@ -256,6 +256,23 @@ def test_well_formed_pages_are_not_defused() -> None:
     assert _defuse("a < b <c> <") == "a &lt; b <c> &lt;"
 
 
+@pytest.mark.parametrize("text", [APACHE_TABLE, APACHE_PRE])
+def test_inert_tags_are_stripped_without_changing_what_is_read(text: str, monkeypatch) -> None:
+    """Cells, images and styling tags are removed before html.parser (for speed); the entries
+    read, their dates and sizes are the same as when the parser sees every tag."""
+    import re
+
+    import ccfcache.listing as listing_module
+
+    styled = text.replace("<a href", "<b><i>x</i></b><a href").replace("</a>", "</a><br/>")
+    fast = parse_html_listing(styled, SOURCE)
+    assert listing_module._INERT_TAGS_RE.search(styled)
+    monkeypatch.setattr(listing_module, "_INERT_TAGS_RE", re.compile(r"(?!)"))
+    full = parse_html_listing(styled, SOURCE)
+    assert fast.entries and fast.entries == full.entries
+    assert fast.rejected == full.rejected
+
+
 def test_error_message_is_one_line() -> None:
     with pytest.raises(ListingError) as caught:
         parse_html_listing("garbage", SOURCE)
