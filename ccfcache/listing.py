@@ -42,6 +42,7 @@ _INERT_TAGS_RE = re.compile(
     r"|tbody|tfoot|col|colgroup)\b(?:[^<>\"']|\"[^\"<>]*\"|'[^'<>]*')*>",
     re.IGNORECASE,
 )
+_UNCLOSED_TAG_RE = re.compile(r"<[^<>]*(?:<|\Z)")  # a '<' not closed before the next '<'
 _HTML_START_RE = re.compile(r"\A\s*(?:<!DOCTYPE[^>]*>\s*|<!--.*?-->\s*)*<html[\s>]", re.I | re.S)
 
 
@@ -102,6 +103,8 @@ def _defuse(html: str) -> str:
     `<a href=<a href=...`; after this, tags never overlap and parsing stays linear.
     Well-formed listings are unchanged.
     """
+    if _UNCLOSED_TAG_RE.search(html) is None:  # the usual page: one C-speed scan
+        return html
     bad: list[int] = []
     pending = -1
     for match in re.finditer(r"[<>]", html):
