@@ -22,11 +22,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-import sqlite_utils
+from typing import TYPE_CHECKING
 
 from .errors import CacheError
 from .layout import FORMAT_VERSION, LOCK_PROTOCOL, index_uri
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 HEADER_COLUMNS = (
     "telescop", "scope", "typeid", "issue", "valdate", "evaldate", "subdate", "date",
@@ -96,12 +98,22 @@ class Index:
         self.readonly = readonly
         self._lock = threading.RLock()  # one connection, shared by fetch threads
         self.conn = connect(self.path, readonly=readonly)
-        self.db = sqlite_utils.Database(self.conn)
+        self._db: sqlite_utils.Database | None = None
         if not readonly and not self._schema_ready():
             # only a new (or older) index takes the write lock on open
             with self.write():
                 self._create_schema()
         self._check_versions()
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """sqlite-utils over the same connection, imported on first use: it imports numpy
+        (~200 ms), which read-only commands (verify, ls, stats) do not need."""
+        if self._db is None:
+            import sqlite_utils
+
+            self._db = sqlite_utils.Database(self.conn)
+        return self._db
 
     def _schema_ready(self) -> bool:
         tables = {"meta", "sources", "constituents", "versions", "listings", "blobs", "cifs"}
