@@ -328,6 +328,23 @@ def serve(mounts: dict[str, Path]) -> Iterator[Any]:
         server.stop()
 
 
+@contextlib.contextmanager
+def serve_in_child(archive: Archive) -> Iterator[list[str]]:
+    """The archive served by `python -m ccfcache.demo.server` in its own process, as ESA's
+    server runs apart from the client (an in-process server thread would share the client's
+    GIL); yields the full and valid URLs. No request counters: for throughput only."""
+    proc = subprocess.Popen([PYTHON, "-m", "ccfcache.demo.server", "--root", str(archive.root)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        urls = [proc.stdout.readline().strip() for _ in range(2)]
+        if not all(u.startswith("http") for u in urls):
+            raise RuntimeError(f"the server process did not start: {urls}")
+        yield sorted(urls, key=lambda u: VALID_PREFIX in u)  # full first
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 def archive_mounts(archive: Archive) -> dict[str, Path]:
     return {FULL_PREFIX: archive.full, VALID_PREFIX: archive.valid}
 
