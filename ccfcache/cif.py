@@ -194,6 +194,9 @@ def _checked_int(value: Any, limits: tuple[int, int], name: str, number: int,
 
 
 _BLOCK = 2880  # FITS block size
+# one CALINDEX row as numpy lays it out: big-endian integers, fixed-width byte strings
+_RECORD_DTYPE = [(c.name, ">i2" if c.tform == "I" else ">i4" if c.tform == "J"
+                  else f"S{_width(c.tform)}") for c in CIF_COLUMNS]
 
 
 def _padded(data: bytes, fill: bytes = b"\0") -> bytes:
@@ -217,8 +220,9 @@ def _header_bytes(cards: list[tuple]) -> bytes:
 
 def _table_header(count: int, header_values: dict[str, str]) -> bytes:
     """The CALINDEX header exactly as astropy's BinTableHDU (hence cifbuild/CFITSIO) writes it."""
-    row_bytes = sum(2 if c.tform == "I" else 4 if c.tform == "J" else _width(c.tform)
-                    for c in CIF_COLUMNS)
+    import numpy as np
+
+    row_bytes = np.dtype(_RECORD_DTYPE).itemsize
     structure = {"XTENSION": "BINTABLE", "BITPIX": 8, "NAXIS": 2, "NAXIS1": row_bytes,
                  "NAXIS2": count, "PCOUNT": 0, "GCOUNT": 1, "TFIELDS": len(CIF_COLUMNS)}
     cards: list[tuple] = [(key, value, _TABLE_COMMENTS[key]) for key, value in structure.items()]
@@ -236,9 +240,7 @@ def _table_data(values: dict[str, list[Any]], count: int) -> bytes:
     """The CALINDEX rows as big-endian FITS binary-table bytes, padded to whole blocks."""
     import numpy as np
 
-    dtype = [(c.name, ">i2" if c.tform == "I" else ">i4" if c.tform == "J"
-              else f"S{_width(c.tform)}") for c in CIF_COLUMNS]
-    table = np.zeros(count, dtype=dtype)
+    table = np.zeros(count, dtype=_RECORD_DTYPE)
     for column in CIF_COLUMNS:
         data = values[column.name]
         table[column.name] = data if column.tform in ("I", "J") else [
