@@ -33,8 +33,9 @@ PYTHON = sys.executable
 FULL_PREFIX = "/pub/ccf/constituents/"
 VALID_PREFIX = "/pub/ccf/valid_constituents/"
 TARGET_COUNT = 1550  # constituents in the real full archive
+TARGET_BYTES = 4_300_000_000  # bytes of the real full archive (ccf-spec.md)
 OBS_DATE = "2015-06-01T00:00:00"  # the observation every benchmark builds a CIF for
-FORMAT_VERSION = 3  # bump to regenerate cached archives
+FORMAT_VERSION = 4  # bump to regenerate cached archives
 
 
 # -- options ----------------------------------------------------------------------------------
@@ -257,23 +258,33 @@ class Archive:
         return sum(p.stat().st_size for p in self.files(which))
 
 
-def _extra_issues(count: int, seed: int, scale: float) -> list:
-    """Older, superseded issues of the small generic types, so that the archive holds as many
-    constituents as the real one (1,550): the generator writes only 1-5 issues per type."""
+def _extra_issues(count: int, seed: int, scale: float, extra_bytes: int) -> list:
+    """Older, superseded issues, so that the archive holds as many constituents (1,550) and
+    bytes (4.3 GB at scale 1) as the real one: the generator writes only 1-5 issues per type.
+    Issues of mid-size types (1-70 MB) first, until `extra_bytes` is reached; then small
+    types for the remaining count."""
     from ccfcache.demo import archive as gen
 
     rng = random.Random(seed)
     full = gen._plan(seed, scale, 1, None)[0]
-    slots = []
+    small, middle = [], []
     for ctype in gen.CATALOGUE:
         key = (ctype.scope, ctype.typeid)
-        if ctype.size > 1_000_000 or key in gen.TIME_SLICED or key == ("XRT3", "XAREAEF"):
+        if ctype.size > 70_000_000 or key in gen.TIME_SLICED or key == ("XRT3", "XAREAEF"):
             continue
         specs = [s for s in full[key] if s.category == "XMMCCF"]
         lowest = min(s.issue for s in specs)
         first = min(specs, key=lambda s: s.issue)
-        slots += [(ctype, first, issue) for issue in range(1, lowest)]
-    chosen = rng.sample(slots, min(count, len(slots)))
+        slots = [(ctype, first, issue) for issue in range(1, lowest)]
+        (middle if ctype.size > 1_000_000 else small).extend(slots)
+    rng.shuffle(middle)
+    chosen, added = [], 0
+    for slot in middle:
+        if added >= extra_bytes or len(chosen) >= count:
+            break
+        chosen.append(slot)
+        added += int(slot[0].size / scale * 0.8)
+    chosen += rng.sample(small, min(count - len(chosen), len(small)))
     out = []
     for ctype, first, issue in chosen:
         first_sub = gen._parse(first.subdate)
@@ -305,7 +316,9 @@ def ensure_archive(opts: Options, seed: int = 0) -> Archive:
     start = time.perf_counter()
     manifest = gen.generate_archive(root, seed=seed, scale=opts.scale, version=1)
     have = len(manifest.full_names())
-    for spec in _extra_issues(TARGET_COUNT - have, seed, opts.scale):
+    missing_bytes = int(TARGET_BYTES / opts.scale) - sum(
+        p.stat().st_size for p in (root / "full").iterdir() if p.suffix == ".CCF")
+    for spec in _extra_issues(TARGET_COUNT - have, seed, opts.scale, max(0, missing_bytes)):
         gen._write(root / "full" / spec.name, gen._build(spec, seed), spec.subdate)
     archive = Archive(root, opts.scale)
     marker.write_text(json.dumps({"format": FORMAT_VERSION, "scale": opts.scale,
