@@ -198,19 +198,6 @@ def run(args: list[str], *, env: dict | None = None, check: bool = True,
     return elapsed, proc
 
 
-def run_maxrss(args: list[str], *, env: dict | None = None) -> tuple[float, float, int]:
-    """(wall seconds, peak RSS in MiB, return code) of one child process (os.wait4)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    if proc.returncode != 0:
-        raise RuntimeError(f"{args} failed: {err}")
-    return elapsed, usage.ru_maxrss / 1024, proc.returncode
-
-
 def bench_env(**extra: str) -> dict[str, str]:
     # no CCFCACHE_* leaking in; bytecode caching on, as on an analyst's machine (a sandbox
     # may set PYTHONDONTWRITEBYTECODE, which makes every start-up recompile ccfcache)

@@ -2,7 +2,7 @@
 headers-only FITS file of one 2880-byte block, written directly as card images: the 121 real
 calibration types with many issues each). For each size, in a fresh child process: the first
 sync, a sync with no changes, a sync with 1% of the files changed (new SUBDATE, new mtime),
-a cold CIF build (fetching the selected files) and a warm one, with peak RSS (ru_maxrss of
+a cold CIF build (fetching the selected files) and a warm one, with peak RSS (VmHWM of
 the child); and the astropy header scan of the same folder as the anchor for the CIF build."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import bench_common as bc
 TITLE = "scale: 1,550 .. 100,000 listed constituents"
 
 CHILD = """
-import json, resource, sys, time
+import json, sys, time
 from ccfcache import Cache
 root, what, obs = sys.argv[1], sys.argv[2], sys.argv[3]
 cache = Cache(root)
@@ -35,7 +35,9 @@ else:  # a cold build (fetching the selected files, first imports), then a warm 
     start = middle
 seconds = time.perf_counter() - start
 cache.close()
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM: this process's own peak (ru_maxrss would include the parent's RSS at fork time)
+with open("/proc/self/status") as status:
+    rss = next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 1024
 print(json.dumps({"seconds": seconds, "maxrss_mib": rss, **extra}))
 """
 
