@@ -1,7 +1,7 @@
 """Run the ccfcache benchmarks side by side with what analysts use today; print one table of
 ratios measured in the same run.
 
-    python benchmarks/bench_all.py                       # quick run: sizes / 100 (~1 min)
+    python benchmarks/bench_all.py                       # quick run: sizes / 100 (~1.5 min)
     python benchmarks/bench_all.py --only 1,3            # some measurements only
     python benchmarks/bench_all.py --scale 1 --scale-counts 1550,10000,100000   # full run
 

@@ -45,7 +45,7 @@ class Options:
     workdir: Path = Path("/tmp/ccfbench")
     repeat: int = 5
     concurrency: tuple[int, ...] = (1, 4)
-    scale_counts: tuple[int, ...] = (1550, 5000)
+    scale_counts: tuple[int, ...] = (1550, 3000)
     workers: int = 8
 
 
@@ -58,7 +58,7 @@ def add_common_arguments(parser) -> None:
     parser.add_argument("--repeat", type=int, default=5, help="repetitions of the fast timings")
     parser.add_argument("--concurrency", default="1,4",
                         help="process counts for the concurrent-CIF benchmark (full run: 1,4,16)")
-    parser.add_argument("--scale-counts", default="1550,5000",
+    parser.add_argument("--scale-counts", default="1550,3000",
                         help="listing sizes for the scale benchmark (full run: 1550,10000,100000)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
 
