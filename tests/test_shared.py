@@ -4,6 +4,7 @@ permissions, the read-only site cache under a personal overlay, the format file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,7 @@ from ccfcache import Cache, CacheError
 from ccfcache.cif import read_cif
 from ccfcache.config import write_config_file
 from ccfcache.demo.archive import Manifest
+from ccfcache.demo.server import ArchiveServer, esa_mounts
 from ccfcache.layout import FORMAT_FILE, Layout
 
 DATES = [("2000-06-01", "2024-01-01"), ("2021-03-10T00:21:11", "2024-01-01"),
@@ -229,6 +232,80 @@ def test_cold_cifs_read_each_header_once(tmp_path, server, source_urls, archive:
     assert [d.returncode for d in done] == [0] * 6, [d.stderr[-300:] for d in done]
     assert _header_reads(server) == one_sync
     assert list(Layout(root).locks.iterdir()) == []
+
+
+# -- hosts in their own network namespaces ------------------------------------------------------
+def _can_make_netns() -> str | None:
+    if UTS_SKIP:
+        return UTS_SKIP
+    if shutil.which("ip") is None:
+        return "no ip(8) (iproute2) on this machine"
+    probe = f"ccfprobe{os.getpid()}"
+    done = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
+    if done.returncode != 0:
+        return f"ip netns add not permitted here: {done.stderr.strip()[:100]}"
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+    return None
+
+
+NETNS_SKIP = _can_make_netns()
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
+
+
+@contextlib.contextmanager
+def network_hosts(count: int) -> Iterator[list[str]]:
+    """`count` network namespaces, each joined to this one by a veth pair (10.77.i.1 here,
+    10.77.i.2 there, default route back here): test hosts with their own network stack, all
+    made and removed by the test. The server is reached at 10.77.0.1 from everywhere."""
+    tag = os.getpid() % 100000
+    made: list[str] = []
+    try:
+        for i in range(count):
+            ns, here, there = f"ccf{tag}h{i}", f"ccf{tag}v{i}", f"ccf{tag}p{i}"
+            _ip("netns", "add", ns)
+            made.append(ns)
+            _ip("link", "add", here, "type", "veth", "peer", "name", there)
+            _ip("link", "set", there, "netns", ns)
+            _ip("addr", "add", f"10.77.{i}.1/24", "dev", here)
+            _ip("link", "set", here, "up")
+            _ip("-n", ns, "addr", "add", f"10.77.{i}.2/24", "dev", there)
+            _ip("-n", ns, "link", "set", there, "up")
+            _ip("-n", ns, "link", "set", "lo", "up")
+            _ip("-n", ns, "route", "add", "default", "via", f"10.77.{i}.1")
+        yield made
+    finally:
+        for ns in made:  # deleting a namespace deletes its veth end, and so the pair
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def in_netns(job: list[str], ns: str | None) -> list[str]:
+    return job if ns is None else ["ip", "netns", "exec", ns, *job]
+
+
+@pytest.mark.skipif(NETNS_SKIP is not None, reason=NETNS_SKIP or "")
+def test_hosts_in_their_own_network_namespaces(tmp_path, archive: Manifest):
+    """17 processes on a cold cache, two thirds of them on two test hosts that have their own
+    network namespace (veth to this one) and host name, the rest here under other host names:
+    every process exits 0, each content is downloaded once, the cache verifies clean, and the
+    server saw requests from each host's own address."""
+    with network_hosts(2) as hosts, ArchiveServer(esa_mounts(archive.root),
+                                                  host="10.77.0.1") as server:
+        urls = [server.url("/pub/ccf/constituents/"),
+                server.url("/pub/ccf/valid_constituents/")]
+        root = cold_cache(tmp_path / "cache", urls)
+        go = tmp_path / "go"
+        jobs = many_jobs(tmp_path, archive.full_names()[::4], HOSTS)
+        jobs.insert(8, command(["prune"], "ccf-node-d"))
+        placed = [in_netns(job, [hosts[0], hosts[1], None][i % 3])
+                  for i, job in enumerate(jobs)]
+        done = run_all(placed, base_env(root, go), go)
+        check_outcome(done, root, server, archive, tmp_path)
+        seen = server.clients
+    assert {"10.77.0.2", "10.77.1.2"} <= set(seen), seen  # the two namespaced hosts
+    assert "10.77.0.1" in seen, seen  # and this one
 
 
 # -- host death ---------------------------------------------------------------------------------

@@ -258,7 +258,7 @@ class _Handler(BaseHTTPRequestHandler):
         owner = self.server.owner
         split = urlsplit(self.path)
         path = unquote(split.path)
-        owner._record(self.command, path, self.headers.get("Range"))
+        owner._record(self.command, path, self.headers.get("Range"), self.client_address[0])
         try:
             self._dispatch(path, split.query, head=head)
         except _Abort:
@@ -458,6 +458,7 @@ class ArchiveServer:
         self._faults: list[Fault] = []
         self._counts: dict[str, RequestCounts] = {}
         self._log: list[tuple[str, str, str | None]] = []
+        self._clients: dict[str, int] = {}
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -592,9 +593,11 @@ class ArchiveServer:
 
     # -- counters ------------------------------------------------------------------------------
 
-    def _record(self, method: str, path: str, range_header: str | None) -> None:
+    def _record(self, method: str, path: str, range_header: str | None,
+                client: str = "") -> None:
         with self._lock:
             self._log.append((method, path, range_header))
+            self._clients[client] = self._clients.get(client, 0) + 1
             counts = self._counts.setdefault(path, RequestCounts())
             counts.requests += 1
             counts.gets += method == "GET"
@@ -636,6 +639,12 @@ class ArchiveServer:
             return len(self._log)
 
     @property
+    def clients(self) -> dict[str, int]:
+        """Requests per client IP address (tests with several network namespaces)."""
+        with self._lock:
+            return dict(self._clients)
+
+    @property
     def request_log(self) -> list[tuple[str, str, str | None]]:
         """A copy of the (method, path, Range header) of every request, in order."""
         with self._lock:
@@ -646,6 +655,7 @@ class ArchiveServer:
         with self._lock:
             self._counts.clear()
             self._log.clear()
+            self._clients.clear()
 
 
 def esa_mounts(root: Path) -> dict[str, Path]:
