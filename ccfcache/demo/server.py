@@ -381,6 +381,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Accept-Ranges", "bytes")
         if partial:
             self.send_header("Content-Range", f"bytes {first}-{last}/{size}")
+        if claimed != length and not head:
+            # this response ends by closing the connection: say so, or a client that read
+            # the claimed length may reuse the connection and race the close (flaky tests)
+            self.send_header("Connection", "close")
         self.end_headers()
         if head:
             return
