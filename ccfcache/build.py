@@ -3,6 +3,7 @@ selected, make the per-CIF view folder, write the CIF, and record it (for pinnin
 
 from __future__ import annotations
 
+import functools
 import getpass
 import json
 import os
@@ -58,6 +59,7 @@ _CURRENT = "EXISTS (SELECT 1 FROM listings l WHERE l.version_id = {v}.id)"
 _HISTORICAL = f"({_CURRENT} OR {{v}}.xxh3 IN (SELECT xxh3 FROM blobs))"
 
 
+@functools.cache
 def _candidates_sql(historical: bool) -> str:
     def live(v: str) -> str:
         which = (_HISTORICAL if historical else _CURRENT).format(v=v)

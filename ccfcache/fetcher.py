@@ -100,13 +100,12 @@ class Fetcher:
         """Record a use (for prune's LRU), at most once per TOUCH_INTERVAL_S per version: a
         warm build then writes nothing, and hosts sharing the cache do not queue to say so."""
         now = time.time()
-        stale = [v for v in versions if (v.get("last_used") or 0) < now - TOUCH_INTERVAL_S]
+        stale = [v["id"] for v in versions if (v.get("last_used") or 0) < now - TOUCH_INTERVAL_S]
         if not stale or self.index.readonly:
             return
-        versions = stale
         with self.index.write() as db:
             db.conn.executemany("UPDATE versions SET last_used = ? WHERE id = ?",
-                           [(now, v["id"]) for v in versions])
+                                [(now, version_id) for version_id in stale])
 
     def fetch_one(self, version: dict) -> Path:
         """Fetch one version, waiting for another process that is already fetching it."""

@@ -130,6 +130,7 @@ def _write_all(handle, data: bytes) -> None:
 
 
 WRITEBACK_STEP = 8 << 20  # start writing a download to disk every 8 MiB
+SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>: start writeback of dirty pages, do not wait
 
 
 def _sync_file_range():
@@ -162,7 +163,8 @@ class Writeback:
     def advance(self, count: int) -> None:
         self.written += count
         if _SYNC_FILE_RANGE is not None and self.written - self.flushed >= WRITEBACK_STEP:
-            _SYNC_FILE_RANGE(self.fd, self.flushed, self.written - self.flushed, 2)
+            _SYNC_FILE_RANGE(self.fd, self.flushed, self.written - self.flushed,
+                             SYNC_FILE_RANGE_WRITE)
             self.flushed = self.written
 
 

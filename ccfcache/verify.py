@@ -89,9 +89,8 @@ def _open(path: Path) -> int:
 
 
 def hash_xxh3(path: Path) -> tuple[str, int]:
-    """xxh3-128 hex digest and size of a file, read in large blocks into this thread's buffer
-    (allocated once per thread: a fresh 8 MiB buffer per blob cost more than hashing a small
-    one)."""
+    """xxh3-128 hex digest and size of a file, read in blocks into this thread's buffer
+    (allocated once per thread: a fresh buffer per blob cost more than hashing a small one)."""
     hasher = xxhash.xxh3_128()
     buffer = getattr(_buffers, "buffer", None)
     if buffer is None:

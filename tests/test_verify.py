@@ -186,3 +186,16 @@ def test_cli_exit_codes(synced, server, fetched, source_urls):
                               "--json", "--cache-dir", root])
     assert out.exit_code == 1
     assert '"ok": false' in out.output
+
+
+def test_balanced_batches_hold_every_row_once_with_even_bytes():
+    from ccfcache.verify import balanced_batches
+
+    rows = [{"xxh3": f"{i:032x}", "size": size}
+            for i, size in enumerate([900, 500, 400, 300, 200, 100, 100])]
+    batches = balanced_batches(rows, 2)
+    assert sorted(r["xxh3"] for b in batches for r in b) == sorted(r["xxh3"] for r in rows)
+    loads = sorted(sum(r["size"] for r in b) for b in batches)
+    assert loads == [1200, 1300]  # largest first, each to the lighter batch
+    assert balanced_batches(rows[:1], 8) == [rows[:1]]
+    assert balanced_batches([], 4) == []
