@@ -1,4 +1,4 @@
-"""CLI commands registered on the main typer app (see ccfcache.cli): `init`."""
+"""The `init` command: create a cache folder (or make one shared) and record its options."""
 
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ from typing import Annotated
 
 import typer
 
-from .cli import CacheDir, JsonFlag, app, fail, print_json
-from .errors import CcfCacheError
+from ..errors import CcfCacheError
+from .common import CacheDir, JsonFlag, fail, print_json
 
 
-@app.command()
 def init(
     shared: Annotated[
         bool, typer.Option("--shared", help="Group-writable, setgid folders for many users.")
@@ -27,8 +26,8 @@ def init(
     as_json: JsonFlag = False,
 ) -> None:
     """Create a cache folder (or make an existing one shared) and record its options."""
-    from .config import resolve_cache_dir
-    from .shared import init_cache
+    from ..config import resolve_cache_dir
+    from ..shared import init_cache
 
     try:
         summary = init_cache(resolve_cache_dir(cache_dir), shared=shared, group=group,

@@ -1,5 +1,4 @@
-"""CLI commands registered on the main typer app (see ccfcache.cli): `prune`, `verify`,
-`doctor`, `pin`, `unpin`."""
+"""Commands that look after a cache: `prune`, `verify`, `doctor`, `pin`, `unpin`."""
 
 from __future__ import annotations
 
@@ -8,17 +7,10 @@ from typing import Annotated
 
 import typer
 
-from .cli import CacheDir, JsonFlag, app, fail, open_cache, print_json
-from .errors import CcfCacheError
+from ..errors import CcfCacheError
+from .common import CacheDir, JsonFlag, fail, human, open_cache, print_json
 
 
-def _human(size: int) -> str:
-    from .prune import human_size
-
-    return human_size(size)
-
-
-@app.command()
 def prune(
     older_than: Annotated[
         str | None,
@@ -37,8 +29,8 @@ def prune(
     as_json: JsonFlag = False,
 ) -> None:
     """Remove withdrawn, superseded or unused contents not pinned by a CIF, old temporaries."""
-    from .prune import parse_duration, parse_size
-    from .prune import prune as run_prune
+    from ..prune import parse_duration, parse_size
+    from ..prune import prune as run_prune
 
     try:
         age = parse_duration(older_than) if older_than is not None else None
@@ -56,20 +48,19 @@ def prune(
     for item in plan.blobs:
         reasons[item.reason] = reasons.get(item.reason, 0) + 1
     detail = ", ".join(f"{n} {reason}" for reason, n in sorted(reasons.items()))
-    typer.echo(f"{verb} {_human(plan.bytes)} in {plan.files} files: {len(plan.blobs)} contents"
+    typer.echo(f"{verb} {human(plan.bytes)} in {plan.files} files: {len(plan.blobs)} contents"
                f"{f' ({detail})' if detail else ''}, {len(plan.tmp)} temporary files")
     if plan.locks or plan.views:
         prefix = "would remove" if dry_run else "removed"
         typer.echo(f"{prefix} {len(plan.locks)} stale locks, {len(plan.views)} unused views")
     if plan.kept_pinned:
         typer.echo(f"kept {plan.kept_pinned} contents pinned by CIFs")
-    typer.echo(f"store: {_human(plan.store_bytes)} -> {_human(plan.store_bytes_after)}")
+    typer.echo(f"store: {human(plan.store_bytes)} -> {human(plan.store_bytes_after)}")
     if plan.over_budget:
         typer.echo(f"warning: pinned and current contents exceed --max-size {max_size}",
                    err=True)
 
 
-@app.command()
 def verify(
     full: Annotated[
         bool, typer.Option("--full", help="Re-hash every blob (in parallel).")
@@ -87,8 +78,8 @@ def verify(
     as_json: JsonFlag = False,
 ) -> None:
     """Check blobs (sizes, links; hashes with --full/--sample); exit 1 if anything is wrong."""
-    from .verify import verify as run_verify
-    from .verify import verify_cif
+    from ..verify import verify as run_verify
+    from ..verify import verify_cif
 
     with open_cache(cache_dir, progress=False) as cache:
         if cif is not None:
@@ -102,7 +93,7 @@ def verify(
             typer.echo(str(problem))
         what = f"{report.blobs} rows" if cif is not None else (
             f"{report.blobs} contents, {report.links} view links")
-        hashed = f", hashed {report.hashed} ({_human(report.hashed_bytes)})" if report.hashed \
+        hashed = f", hashed {report.hashed} ({human(report.hashed_bytes)})" if report.hashed \
             else ""
         wrong = sum(not p.repaired for p in report.problems)
         fixed = len(report.problems) - wrong
@@ -112,7 +103,6 @@ def verify(
         raise typer.Exit(1)
 
 
-@app.command()
 def doctor(
     rebuild: Annotated[
         bool, typer.Option("--rebuild", help="Rebuild the index even if it looks sound.")
@@ -121,7 +111,7 @@ def doctor(
     as_json: JsonFlag = False,
 ) -> None:
     """Check the index; rebuild a missing or corrupt one from a sync and the blobs on disk."""
-    from .doctor import doctor as run_doctor
+    from ..doctor import doctor as run_doctor
 
     with open_cache(cache_dir) as cache:
         report = run_doctor(cache, rebuild=rebuild)
@@ -135,7 +125,7 @@ def doctor(
             listed = ", ".join(f"{url}: {n}" for url, n in (report.sync or {}).items())
             typer.echo(f"rebuilt the index; sync: {listed or report.sync_error}")
         typer.echo(f"blobs re-attached: {report.attached} listed, {report.recovered} no longer "
-                   f"listed ({_human(report.attached_bytes)}); {report.blob_files} on disk")
+                   f"listed ({human(report.attached_bytes)}); {report.blob_files} on disk")
         if report.rebuilt:
             typer.echo("note: CIF records and pins are not recovered; pin CIFs again")
         for problem in report.problems:
@@ -147,7 +137,7 @@ def doctor(
 
 
 def _pin(cif: str, cache_dir: Path | None, as_json: bool, pinned: bool) -> None:
-    from .prune import set_pinned
+    from ..prune import set_pinned
 
     with open_cache(cache_dir, progress=False) as cache:
         record = set_pinned(cache, cif, pinned)
@@ -157,7 +147,6 @@ def _pin(cif: str, cache_dir: Path | None, as_json: bool, pinned: bool) -> None:
         typer.echo(f"{'pinned' if pinned else 'unpinned'} CIF {record['id']}: {record['path']}")
 
 
-@app.command()
 def pin(
     cif: Annotated[str, typer.Argument(help="A recorded CIF: its path or id (see `cifs`).")],
     cache_dir: CacheDir = None,
@@ -167,7 +156,6 @@ def pin(
     _pin(cif, cache_dir, as_json, True)
 
 
-@app.command()
 def unpin(
     cif: Annotated[str, typer.Argument(help="A recorded CIF: its path or id (see `cifs`).")],
     cache_dir: CacheDir = None,
