@@ -9,6 +9,7 @@ ratios measured in the same run.
 3 fetch vs curl --parallel                      4 warm path hit vs pooch / astropy
 5 verify vs cat / md5sum                        6 N concurrent cold CIFs vs astropy cache
 7 scale: 1,550 .. 100,000 listed constituents (sync, 1% changed, cif, peak memory)
+8 cold CIF over a wide-area network (shaping relay: RTT, bandwidth) vs rsync + header scan
 
 Each bench_*.py also runs alone (same options). Nothing in tests/ uses these; no timing here is
 a test. The archive is generated once per scale into --workdir (generation is not timed).
@@ -34,6 +35,7 @@ MODULES = {
     5: "bench_verify",
     6: "bench_concurrent",
     7: "bench_scale",
+    8: "bench_wan",
 }
 
 
@@ -97,7 +99,7 @@ def parse(argv: list[str] | None = None, *, only: bool = True) -> argparse.Names
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     bc.add_common_arguments(parser)
     if only:
-        parser.add_argument("--only", default="1,2,3,4,5,6,7",
+        parser.add_argument("--only", default="1,2,3,4,5,6,7,8",
                             help="comma-separated measurement numbers")
     return parser.parse_args(argv)
 

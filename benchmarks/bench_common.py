@@ -47,6 +47,8 @@ class Options:
     concurrency: tuple[int, ...] = (1, 4)
     scale_counts: tuple[int, ...] = (1550, 3000)
     workers: int = 8
+    wan_scale: float = 10.0
+    wan_profiles: tuple[str, ...] = ("laptop-ESA", "transatlantic", "cloud-S3")
 
 
 def add_common_arguments(parser) -> None:
@@ -60,6 +62,11 @@ def add_common_arguments(parser) -> None:
                         help="process counts for the concurrent-CIF benchmark (full run: 1,4,16)")
     parser.add_argument("--scale-counts", default="1550,3000",
                         help="listing sizes for the scale benchmark (full run: 1550,10000,100000)")
+    parser.add_argument("--wan-scale", type=float, default=10.0,
+                        help="archive scale of the wide-area benchmark (default 10: ~1-2 min "
+                        "per profile)")
+    parser.add_argument("--wan-profiles", default="laptop-ESA,transatlantic,cloud-S3",
+                        help="network profiles of the wide-area benchmark")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
 
 
@@ -68,6 +75,8 @@ def options_from(args) -> Options:
         scale=args.scale, workdir=args.workdir, repeat=args.repeat,
         concurrency=tuple(int(x) for x in str(args.concurrency).split(",") if x),
         scale_counts=tuple(int(x) for x in str(args.scale_counts).split(",") if x),
+        wan_scale=args.wan_scale,
+        wan_profiles=tuple(x for x in str(args.wan_profiles).split(",") if x),
     )
 
 

@@ -1,0 +1,151 @@
+"""8. Cold start to a CIF over a wide-area network: `ccfcache cif` on an empty cache vs `rsync`
+of the valid set and of the full archive (each followed by a cifbuild-like astropy header scan),
+both through the same shaping relay (`wan_proxy.py`: latency per direction, a bottleneck link
+per direction) in front of the test server and the rsync daemon. Profiles: laptop to ESA
+(RTT 30 ms, 100 Mbit/s), across the Atlantic (RTT 120 ms, 50 Mbit/s), in-region cloud to S3
+(RTT 2 ms, 1 Gbit/s). Bytes are counted by the relay (both directions, HTTP and rsync protocol
+overhead included). Target: at most half the time of the valid-set rsync in every profile.
+
+The archive is generated at --wan-scale (default 10: file sizes / 10, 470 MB in all, so that a
+profile takes 1-2 minutes at 50 Mbit/s); the headers a sync reads are not scaled, which weighs
+against ccfcache (its bytes are 1.4 GB / scale + ~10 MB of headers)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+import bench_common as bc
+
+TITLE = "cold CIF over a wide-area network (shaping relay) vs rsync + header scan"
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    rtt_ms: float
+    mbit: float
+
+
+PROFILES = {
+    "laptop-ESA": Profile("laptop-ESA", 30, 100),
+    "transatlantic": Profile("transatlantic", 120, 50),
+    "cloud-S3": Profile("cloud-S3", 2, 1000),
+}
+
+
+@contextlib.contextmanager
+def relay(profile: Profile, ports: list[int]) -> Iterator[tuple[dict[int, int], int]]:
+    """The shaping relay in its own process; yields ({target port: relay port}, control)."""
+    args = [bc.PYTHON, str(bc.BENCH_DIR / "wan_proxy.py"), "--rtt-ms", str(profile.rtt_ms),
+            "--mbit", str(profile.mbit)]
+    for port in ports:
+        args += ["--forward", str(port)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+    try:
+        mapping, control = {}, 0
+        for _ in range(len(ports) + 1):
+            words = proc.stdout.readline().split()
+            if words and words[0] == "listen":
+                mapping[int(words[3])] = int(words[1])
+            elif words and words[0] == "control":
+                control = int(words[1])
+        if len(mapping) != len(ports) or not control:
+            raise RuntimeError("the shaping relay did not start")
+        yield mapping, control
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def wire_bytes(control: int) -> int:
+    """Bytes the relay has carried so far, both directions."""
+    with socket.create_connection(("127.0.0.1", control)) as sock:
+        data = b""
+        while chunk := sock.recv(4096):
+            data += chunk
+    counts = json.loads(data)
+    return counts["up"] + counts["down"]
+
+
+def port_of(url: str) -> int:
+    return int(url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
+
+
+def with_port(url: str, port: int) -> str:
+    scheme, rest = url.split("://", 1)
+    host, slash, path = rest.partition("/")
+    return f"{scheme}://{host.rsplit(':', 1)[0]}:{port}{slash}{path}"
+
+
+def measure_profile(ctx, archive: bc.Archive, profile: Profile, http: list[str],
+                    rsync_url: str) -> dict:
+    opts = ctx.opts
+    env = bc.bench_env()
+    ports = [port_of(http[0]), port_of(rsync_url)]
+    with relay(profile, ports) as (mapping, control):
+        sources = [with_port(u, mapping[port_of(u)]) for u in http]
+        rsync_via = with_port(rsync_url, mapping[port_of(rsync_url)])
+        cache_dir = bc.new_cache_dir(opts, f"wan-{profile.name}", sources)
+        before = wire_bytes(control)
+        seconds, _ = bc.run([bc.CCFCACHE, "cif", "--obs-date", bc.OBS_DATE, "-o",
+                             str(cache_dir / "cold.cif"), "--cache-dir", str(cache_dir)], env=env)
+        ours_bytes = wire_bytes(control) - before
+        names = sorted(r["name"] for r in bc.cif_names(cache_dir))
+        bc.drop_dir(cache_dir)
+        out = {"profile": profile.name, "rtt_ms": profile.rtt_ms, "mbit": profile.mbit,
+               "ccfcache_s": round(seconds, 2), "ccfcache_bytes": ours_bytes,
+               "cif_rows": len(names)}
+        anal = bc.now_iso()
+        for module, key in (("XMM_VALID_CCF", "valid"), ("XMM_CCF", "full")):
+            dest = opts.workdir / "wan-mirror" / module
+            bc.drop_dir(dest)
+            before = wire_bytes(control)
+            t_sync, _ = bc.rsync_pull(f"{rsync_via}/{module}", dest)
+            out[f"rsync_{key}_bytes"] = wire_bytes(control) - before
+            t_scan, rows = bc.timed(lambda d=dest: bc.scan_cif(d, bc.OBS_DATE, anal))
+            out[f"rsync_{key}_s"] = round(t_sync, 2)
+            out[f"scan_{key}_s"] = round(t_scan, 2)
+            out[f"{key}_same_rows"] = sorted(r["name"] for r in rows) == names
+            bc.drop_dir(dest)
+    return out
+
+
+def bench(ctx) -> None:
+    opts = ctx.opts
+    archive = bc.ensure_archive(replace(opts, scale=opts.wan_scale))
+    print(f"   archive at scale {opts.wan_scale:g}: {bc.human_bytes(archive.bytes('full'))} full, "
+          f"{bc.human_bytes(archive.bytes('valid'))} valid", flush=True)
+    table = []
+    with bc.serve_in_child(archive) as http, bc.rsync_daemon(archive, opts.workdir) as rsync_url:
+        for name in opts.wan_profiles:
+            profile = PROFILES[name]
+            row = measure_profile(ctx, archive, profile, http, rsync_url)
+            table.append(row)
+            valid = row["rsync_valid_s"] + row["scan_valid_s"]
+            full = row["rsync_full_s"] + row["scan_full_s"]
+            ours = row["ccfcache_s"]
+            label = f"{name} (RTT {profile.rtt_ms:g} ms, {profile.mbit:g} Mbit/s)"
+            ctx.results.add(bc.Row(
+                "8", f"cold CIF time, {label}", ours, "rsync valid set + scan", valid, "s",
+                valid / ours, ">= 2x", valid / ours >= 2,
+                f"rsync {row['rsync_valid_s']:.2f} s + scan {row['scan_valid_s']:.2f} s"))
+            ctx.results.add(bc.Row(
+                "8", f"cold CIF time, {label}", ours, "rsync full archive + scan", full, "s",
+                full / ours, "", None,
+                f"rsync {row['rsync_full_s']:.2f} s + scan {row['scan_full_s']:.2f} s"))
+            ctx.results.add(bc.Row(
+                "8", f"cold CIF bytes, {name}", row["ccfcache_bytes"], "rsync valid set",
+                row["rsync_valid_bytes"], "B", row["rsync_valid_bytes"] / row["ccfcache_bytes"],
+                "", None, f"full archive {bc.human_bytes(row['rsync_full_bytes'])}"))
+    ctx.results.extra[f"8. cold CIF over a WAN, scale {opts.wan_scale:g}"] = table
+
+
+if __name__ == "__main__":
+    from bench_all import main_single
+
+    main_single(8)
