@@ -103,7 +103,7 @@ class Cache:
             s = self.settings
             self._sources = {
                 url: open_source(url, timeout=s.timeout, retries=s.retries, backoff=s.backoff,
-                                 pool=max(s.workers, 4))
+                                 pool=max(s.workers, s.host_connections, 4))
                 for url in s.sources
             }
         return self._sources
@@ -151,6 +151,7 @@ class Cache:
             self.settings.sources = chosen
         index = self.index
         report = sync(index, list(self.sources().values()), workers=self.settings.workers,
+                      header_cap=self.settings.host_connections,
                       dry_run=dry_run, max_delete=max_delete, force=force,
                       progress=self.progress)
         if (sources or self._explicit_sources) and not dry_run:

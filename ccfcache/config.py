@@ -24,6 +24,7 @@ class Settings:
     cache_dir: Path
     sources: list[str] = field(default_factory=lambda: list(DEFAULT_SOURCES))
     workers: int = 8
+    host_connections: int = 32  # the cap on requests in flight to one host (header reads)
     timeout: float = 30.0
     retries: int = 4
     backoff: float = 0.5
@@ -129,6 +130,8 @@ def load_settings(
         cache_dir=root,
         sources=[str(s) for s in chosen_sources],
         workers=workers or _env_int("CCFCACHE_WORKERS", int(config.get("workers", 8))),
+        host_connections=_env_int("CCFCACHE_HOST_CONNECTIONS",
+                                  int(config.get("host_connections", 32))),
         timeout=float(_env_int("CCFCACHE_TIMEOUT", int(config.get("timeout", 30)))),
         retries=_env_int("CCFCACHE_RETRIES", int(config.get("retries", 4)), minimum=0),
         shared=bool(config.get("shared", False)),

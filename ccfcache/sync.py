@@ -3,8 +3,9 @@ new or changed constituents (Range requests, concurrently) without downloading t
 
 from __future__ import annotations
 
+import statistics
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 
 import xxhash
@@ -75,36 +76,87 @@ def _version_fields(name: str, head: Head) -> dict:
     return fields
 
 
+class InFlight:
+    """How many header reads to keep in flight: a decision from latencies only (pure).
+
+    Header reads are latency-bound: over a wide-area network each waits a round trip, so the
+    count in flight sets the pace. Start at `start`; after each window of `limit` reads,
+    double while the median latency stays within 1.5x of the first window's (the server keeps
+    up), halve when it grows past 3x or a read failed (the server or this machine is
+    saturated), never above `cap` (the per-host connection cap) nor below 1."""
+
+    def __init__(self, start: int, cap: int) -> None:
+        self.cap = max(1, cap)
+        self.limit = max(1, min(start, self.cap))
+        self.baseline: float | None = None
+        self._window: list[float] = []
+        self._failed = 0
+
+    def record(self, seconds: float | None) -> None:
+        """One read done: its latency, or None when it failed."""
+        if seconds is None:
+            self._failed += 1
+        else:
+            self._window.append(seconds)
+        if len(self._window) + self._failed < self.limit:
+            return
+        median = statistics.median(self._window) if self._window else None
+        if self.baseline is None and median is not None:
+            self.baseline = median
+        if self._failed or (median is not None and median > 3 * self.baseline):
+            self.limit = max(1, self.limit // 2)
+        elif median is not None and median <= 1.5 * self.baseline:
+            self.limit = min(self.cap, self.limit * 2)
+        self._window, self._failed = [], 0
+
+
 def read_heads(
     to_read: list[tuple[str, ListingEntry]],
     sources: dict[str, Source],
     *,
     workers: int,
     progress: Progress,
+    cap: int | None = None,
 ) -> tuple[list[tuple[str, ListingEntry, Head, dict]], list[str]]:
     """Read and parse the headers of `to_read` concurrently (parsing in the workers overlaps
-    with other reads in flight); return (source, entry, head, version fields) and failures."""
+    with other reads in flight); return (source, entry, head, version fields) and failures.
+    `workers` reads start in flight, growing up to `cap` while latency allows (`InFlight`)."""
 
-    def read(src: str, entry: ListingEntry) -> tuple[Head, dict]:
+    def read(src: str, entry: ListingEntry) -> tuple[Head, dict, float]:
+        start = time.perf_counter()
         head = sources[src].read_head(entry.name)
+        latency = time.perf_counter() - start
         fields = _version_fields(entry.name, head)
         # the header bytes are not kept once parsed (100,000 of them held ~300 MB until apply)
-        return replace(head, data=b""), fields
+        return replace(head, data=b""), fields, latency
 
     done: list[tuple[str, ListingEntry, Head, dict]] = []
     failures: list[str] = []
+    control = InFlight(workers, max(workers, cap or workers))
+    todo = iter(to_read)
     progress.start("reading headers", len(to_read))
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = {pool.submit(read, src, entry): (src, entry) for src, entry in to_read}
-        for future in as_completed(futures):
-            src, entry = futures[future]
-            try:
-                head, fields = future.result()
-            except CcfCacheError as exc:
-                failures.append(str(exc))
-            else:
-                done.append((src, entry, head, fields))
-            progress.advance()
+    with ThreadPoolExecutor(max_workers=control.cap) as pool:
+        running: dict[Future, tuple[str, ListingEntry]] = {}
+        while True:
+            while len(running) < control.limit:
+                item = next(todo, None)
+                if item is None:
+                    break
+                running[pool.submit(read, *item)] = item
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                src, entry = running.pop(future)
+                try:
+                    head, fields, latency = future.result()
+                except CcfCacheError as exc:
+                    failures.append(str(exc))
+                    control.record(None)
+                else:
+                    done.append((src, entry, head, fields))
+                    control.record(latency)
+                progress.advance()
     progress.finish()
     return done, failures
 
@@ -180,6 +232,7 @@ def sync(
     sources: list[Source],
     *,
     workers: int = 8,
+    header_cap: int | None = None,
     dry_run: bool = False,
     max_delete: int | None = None,
     force: bool = False,
@@ -219,7 +272,8 @@ def sync(
     if dry_run:
         return report
     by_url = {source.url: source for source in sources}
-    heads, failures = read_heads(plan.to_read, by_url, workers=workers, progress=progress)
+    heads, failures = read_heads(plan.to_read, by_url, workers=workers, progress=progress,
+                                 cap=header_cap)
     report.read = len(heads)
     report.failures = failures
     apply_sync(index, plan, heads, listings, report)

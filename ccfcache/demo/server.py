@@ -259,12 +259,18 @@ class _Handler(BaseHTTPRequestHandler):
         split = urlsplit(self.path)
         path = unquote(split.path)
         owner._record(self.command, path, self.headers.get("Range"), self.client_address[0])
+        with owner._lock:
+            owner.in_flight += 1
+            owner.peak_in_flight = max(owner.peak_in_flight, owner.in_flight)
         try:
             self._dispatch(path, split.query, head=head)
         except _Abort:
             self.close_connection = True
         except (ConnectionError, TimeoutError):
             self.close_connection = True
+        finally:
+            with owner._lock:
+                owner.in_flight -= 1
 
     def _dispatch(self, path: str, query: str, *, head: bool) -> None:
         owner = self.server.owner
@@ -463,6 +469,8 @@ class ArchiveServer:
         self._counts: dict[str, RequestCounts] = {}
         self._log: list[tuple[str, str, str | None]] = []
         self._clients: dict[str, int] = {}
+        self.in_flight = 0
+        self.peak_in_flight = 0  # the most requests handled at once (since reset_counts)
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -660,6 +668,7 @@ class ArchiveServer:
             self._counts.clear()
             self._log.clear()
             self._clients.clear()
+            self.peak_in_flight = self.in_flight
 
 
 def esa_mounts(root: Path) -> dict[str, Path]:
