@@ -6,6 +6,7 @@
     ├── InvalidHeader        a FITS header that cannot be read or lacks the indexing keywords
     ├── ListingError         a source listing that cannot be fetched or parsed, or looks broken
     ├── FetchError           a download that failed (network, HTTP status, size or hash mismatch)
+    │   └── TransferError    a transfer cut short (reset, timeout, too slow): worth another try
     ├── UnknownConstituent   a name the index does not know
     ├── CacheError           the cache folder or its index cannot be used (permissions, version)
     ├── SelectionError       a CIF that cannot be built (nothing selected, files missing)
@@ -40,6 +41,10 @@ class ListingError(CcfCacheError):
 
 class FetchError(CcfCacheError):
     """A download that failed: network error, HTTP status, size or content mismatch."""
+
+
+class TransferError(FetchError):
+    """A transfer cut short (connection reset, timeout, below the minimum rate): retryable."""
 
 
 class UnknownConstituent(CcfCacheError, KeyError):

@@ -10,12 +10,14 @@ from pathlib import Path
 
 import xxhash
 
+from .download import download
 from .errors import CcfCacheError, FetchError
 from .index import Index
 from .locks import FileLock
 from .progress import NullProgress, Progress
 from .sources import Source
 from .store import BlobStore, StreamHasher
+from .transport import Validators
 
 LOCK_POLL_S = (0.05, 1.0)
 TOUCH_INTERVAL_S = 600.0  # a use is recorded at most this often per version
@@ -142,19 +144,22 @@ class Fetcher:
             raise FetchError(
                 f"{name}: no configured source serves this content any more (withdrawn?)"
             )
-        partial = self.store.partial_path(content_key(version))
+        partial = self.store.partial(content_key(version))
+        size = int(version["size"])
         errors = []
         for url, etag in usable:
+            transport = self.sources[url]
             try:
                 hasher = StreamHasher()
-                self.sources[url].download(name, partial, int(version["size"]), etag, hasher)
-                if not _header_matches(partial, version):
-                    partial.unlink(missing_ok=True)
+                download(transport, name, partial, size, Validators(etag=etag, size=size),
+                         hasher, policy=transport.policy)
+                if not _header_matches(partial.path, version):
+                    partial.discard()
                     raise FetchError(
                         f"{name}: the bytes on {url} differ from the header read at sync "
                         "(the file changed on the server); run `ccfcache sync`"
                     )
-                info = self.store.publish(partial, int(version["size"]), version.get("xxh3"),
+                info = self.store.publish(partial.path, size, version.get("xxh3"),
                                           streamed=hasher)
             except CcfCacheError as exc:
                 errors.append(str(exc))

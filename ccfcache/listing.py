@@ -64,6 +64,8 @@ class Listing:
     source: str
     entries: dict[str, ListingEntry] = field(default_factory=dict)
     rejected: list[str] = field(default_factory=list)
+    etag: str | None = None  # the listing response's own validators (conditional requests)
+    last_modified: str | None = None
 
 
 def parse_size(text: str) -> tuple[int | None, int | None]:

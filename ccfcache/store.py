@@ -2,20 +2,30 @@
 streaming (xxh3-128 and MD5 in one pass), check the size, fsync, publish read-only by link.
 
 A blob is visible under its hash only once complete and verified; a crash at any point
-leaves at most a partial file in `tmp/`, which a later fetch resumes or prune removes.
+leaves at most a partial file in `tmp/`, which a later fetch resumes or prune removes. A
+partial file carries the validators it is being downloaded under (`<key>.part.json`: source,
+URL, ETag, Last-Modified, size), written before its first byte: a resume that cannot show the
+same validators starts over, so bytes of two states of a file are never joined.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import json
 import os
+import stat
+import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import xxhash
 
 from .errors import CacheError, FetchError
 from .layout import Layout
+from .transport import Validators
 
 CHUNK = 1 << 20
 
@@ -127,6 +137,10 @@ class BlobStore:
         """The temporary file for a download identified by `key` (a safe file-name part)."""
         return self.layout.tmp / f"{key}.part"
 
+    def partial(self, key: str) -> Partial:
+        """The partial download identified by `key`, with its validators."""
+        return Partial(self.partial_path(key))
+
     def publish(self, partial: Path, expected_size: int,
                 expected_xxh3: str | None = None,
                 streamed: StreamHasher | None = None) -> BlobInfo:
@@ -146,11 +160,13 @@ class BlobStore:
             raise CacheError(f"cannot read {partial}: {exc.strerror or exc}") from exc
         if info.size != expected_size:
             _discard(partial)
+            _discard(meta_path(partial))
             raise FetchError(
                 f"{partial.name}: got {info.size} bytes, expected {expected_size}; not stored"
             )
         if expected_xxh3 and info.xxh3 != expected_xxh3:
             _discard(partial)
+            _discard(meta_path(partial))
             raise FetchError(
                 f"{partial.name}: the bytes downloaded (xxh3 {info.xxh3}) differ from this "
                 f"content as fetched before (xxh3 {expected_xxh3}); not stored (the file "
@@ -182,6 +198,7 @@ class BlobStore:
             raise CacheError(f"cannot publish {final}: {exc.strerror or exc}") from exc
         finally:
             _discard(partial)
+            _discard(meta_path(partial))
         return final
 
 
@@ -192,3 +209,198 @@ def _discard(partial: Path) -> None:
         partial.unlink(missing_ok=True)
     except OSError:
         pass
+
+
+# -- partial downloads -------------------------------------------------------------------------
+def meta_path(partial: Path) -> Path:
+    """Where a partial file's validators are kept: `<key>.part.json` beside it."""
+    return partial.with_name(partial.name + ".json")
+
+
+@dataclass(frozen=True)
+class PartialMeta:
+    """What a partial file was downloaded under."""
+
+    source: str
+    url: str
+    size: int  # the size of the whole file
+    validators: Validators
+
+    def as_json(self) -> str:
+        return json.dumps({"source": self.source, "url": self.url, "size": self.size,
+                           "etag": self.validators.etag,
+                           "last_modified": self.validators.last_modified})
+
+    @classmethod
+    def from_json(cls, text: str) -> PartialMeta | None:
+        try:
+            data = json.loads(text)
+            size = data["size"]
+            if not isinstance(size, int) or isinstance(size, bool):
+                return None
+            fields = (data["source"], data["url"], data.get("etag"), data.get("last_modified"))
+            if not all(f is None or isinstance(f, str) for f in fields):
+                return None
+            return cls(str(data["source"]), str(data["url"]), size,
+                       Validators(data.get("etag"), data.get("last_modified"), size))
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+class Partial:
+    """One download in progress: `tmp/<key>.part` and its validators in `<key>.part.json`.
+
+    The validators are written (atomically) before the first byte of a fresh download and
+    removed before its bytes are truncated, so any partial with readable validators holds
+    only bytes of the file those validators describe.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.meta_path = meta_path(path)
+
+    def size(self) -> int:
+        return partial_size(self.path)
+
+    def meta(self) -> PartialMeta | None:
+        """The validators the partial was downloaded under; None when absent or unreadable."""
+        try:
+            if not stat.S_ISREG(os.lstat(self.meta_path).st_mode):
+                _discard(self.meta_path)
+                return None
+            with open(self.meta_path, encoding="utf-8") as handle:
+                text = handle.read(64 * 1024)
+        except OSError:
+            return None
+        return PartialMeta.from_json(text)
+
+    def resume_point(self, source: str, size: int) -> tuple[int, PartialMeta | None]:
+        """(bytes kept, their validators) when the partial can be resumed from `source` for
+        a file of `size` bytes; otherwise the partial is discarded and (0, None) returned."""
+        have = self.size()
+        meta = self.meta() if have else None
+        if (meta is None or meta.source != source or meta.size != size or have > size
+                or meta.validators.if_range() is None):
+            if have:
+                self.discard()
+            return 0, None
+        return have, meta
+
+    def begin(self, meta: PartialMeta) -> BinaryIO:
+        """Start the partial afresh for the file `meta` describes; an open, empty file."""
+        _discard(self.meta_path)  # first: no moment where old bytes sit under new validators
+        handle = open_partial(self.path, append=False)
+        try:
+            self.meta_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.meta_path.with_name(f".{self.meta_path.name}.{uuid.uuid4().hex}.tmp")
+            try:
+                with open(tmp, "w", encoding="utf-8") as out:
+                    out.write(meta.as_json())
+                os.replace(tmp, self.meta_path)
+            finally:
+                _discard(tmp)
+        except BaseException:
+            handle.close()
+            raise
+        return handle
+
+    def append(self) -> BinaryIO:
+        """The partial opened to add bytes at its end."""
+        return open_partial(self.path, append=True)
+
+    def discard(self) -> None:
+        """Remove the partial and its validators."""
+        _discard(self.path)
+        _discard(self.meta_path)
+
+
+def partial_size(partial: Path) -> int:
+    """Bytes already in a partial download (0 when absent); anything but a regular file there
+    (a symlink planted in a shared tmp/, a folder) is removed, never followed."""
+    try:
+        st = os.lstat(partial)
+    except FileNotFoundError:
+        return 0
+    except OSError as exc:
+        raise CacheError(f"cannot use {partial}: {exc.strerror or exc}") from exc
+    if stat.S_ISREG(st.st_mode):
+        return st.st_size
+    try:
+        if stat.S_ISDIR(st.st_mode):
+            os.rmdir(partial)
+        else:
+            os.unlink(partial)
+    except OSError as exc:
+        raise CacheError(f"cannot remove the unexpected {partial}: {exc.strerror or exc}") from exc
+    return 0
+
+
+def open_partial(partial: Path, *, append: bool) -> BinaryIO:
+    """Open a partial download for writing without following a symlink (O_NOFOLLOW), with
+    owner-only write permission; the file is made read-only when it is published."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+    flags |= getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(partial, flags, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a symlink appeared since partial_size: drop it
+            partial_size(partial)
+            fd = os.open(partial, flags, 0o644)
+        else:
+            raise
+    # unbuffered: a full disk fails the write() that hits it, not a later close()
+    return os.fdopen(fd, "ab" if append else "wb", buffering=0)
+
+
+def write_all(handle: BinaryIO, data: bytes | memoryview) -> None:
+    """Write every byte of `data` to an unbuffered file (a write may be short)."""
+    view = memoryview(data)
+    while view:
+        view = view[handle.write(view) or 0:]
+
+
+WRITEBACK_STEP = 8 << 20  # start writing a download to disk every 8 MiB
+SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>: start writeback of dirty pages, do not wait
+
+
+def _sync_file_range():
+    """Linux's sync_file_range(2) through ctypes, or None elsewhere."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        call = libc.sync_file_range
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    return call
+
+
+SYNC_FILE_RANGE = _sync_file_range() if sys.platform.startswith("linux") else None
+
+
+class Writeback:
+    """Starts the kernel writing a download to disk as it arrives (SYNC_FILE_RANGE_WRITE,
+    which does not wait), so that the fsync before publishing finds little left to write:
+    the disk works while the network and the hashing do. A no-op where unavailable."""
+
+    def __init__(self, fd: int, start: int) -> None:
+        self.fd = fd
+        self.flushed = start
+        self.written = start
+
+    def advance(self, count: int) -> None:
+        self.written += count
+        if SYNC_FILE_RANGE is not None and self.written - self.flushed >= WRITEBACK_STEP:
+            SYNC_FILE_RANGE(self.fd, self.flushed, self.written - self.flushed,
+                            SYNC_FILE_RANGE_WRITE)
+            self.flushed = self.written
+
+
+def disk_error(name: str, partial: Path, exc: OSError) -> CacheError:
+    """The error for a partial file that cannot be written (with a hint when the disk is full)."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    hint = " (disk full or over quota?)" if exc.errno in (errno.ENOSPC, errno.EDQUOT,
+                                                          errno.EFBIG) else ""
+    return CacheError(f"download of {name}: cannot write {partial}: {reason}{hint}")

@@ -460,10 +460,10 @@ def test_tls_verification_is_on_by_default() -> None:
 
     source = open_source("https://127.0.0.1:9/pub/ccf/constituents/")
     try:
-        context = source.client._transport._pool._ssl_context
+        context = source.http.client._transport._pool._ssl_context
         assert context.verify_mode == ssl.CERT_REQUIRED
         assert context.check_hostname is True
-        assert source.client.follow_redirects is False  # redirects are vetted one by one
+        assert source.http.client.follow_redirects is False  # redirects are vetted one by one
     finally:
         source.close()
 

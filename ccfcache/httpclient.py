@@ -1,0 +1,148 @@
+"""The one HTTP client of every HTTP-based transport (an HTTP folder, S3): polite requests,
+the retry policy of `retry.py`, same-host redirects, and the one mapping of httpx errors to
+ccfcache errors (FetchError/TransferError with the URL).
+
+Polite: `User-Agent: ccfcache/<version> (+URL)` on every request, at most a few requests in
+flight per host (shared by every worker of the process), 429/503 Retry-After honoured (also
+by the host's other workers), proxies from HTTP_PROXY/HTTPS_PROXY/NO_PROXY as curl reads them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+from urllib.parse import urljoin, urlsplit
+
+from .errors import FetchError, TransferError
+from .retry import RETRY_STATUSES, Policy, gate_for, retry_after_seconds, sleep_before_retry
+
+if TYPE_CHECKING:
+    import httpx
+
+PROJECT_URL = "https://github.com/ccfcache/ccfcache"
+MAX_REDIRECTS = 5
+MAX_MESSAGE = 300  # characters of a server's text quoted in an error
+
+
+def user_agent() -> str:
+    """`ccfcache/<version> (+project URL)`."""
+    from . import __version__
+
+    return f"ccfcache/{__version__} (+{PROJECT_URL})"
+
+
+def describe(exc: BaseException) -> str:
+    """A short name for a network error: its class, and its text when it has one."""
+    text = str(exc).replace("\n", " ")[:MAX_MESSAGE]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def map_error(exc: BaseException, what: str, url: str) -> FetchError:
+    """The ccfcache error for an httpx error met while doing `what` with `url`: a cut
+    transfer (timeouts, resets, protocol errors) is a TransferError, worth another try."""
+    import httpx
+
+    if isinstance(exc, (httpx.TransportError, httpx.DecodingError, httpx.StreamError)):
+        return TransferError(f"{what}: {describe(exc)} from {url}")
+    return FetchError(f"{what}: {describe(exc)} from {url}")
+
+
+class HttpClient:
+    """An httpx client with the project's policy; one per source."""
+
+    def __init__(self, base_url: str, *, timeout: float, policy: Policy, pool: int = 16,
+                 host_connections: int | None = None) -> None:
+        import httpx
+
+        self.policy = policy
+        split = urlsplit(base_url)
+        self.origin = split[:2]
+        self.gate = gate_for(split.hostname or "", split.port, host_connections)
+        self.timeout = timeout
+        self.client = httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            follow_redirects=False,
+            verify=True,
+            trust_env=True,  # HTTP(S)_PROXY, ALL_PROXY, NO_PROXY, SSL_CERT_FILE, as curl
+            limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
+            headers={"User-Agent": user_agent()},
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _send_once(self, method: str, url: str, headers: dict[str, str],
+                   what: str) -> httpx.Response:
+        """One request, following same-host redirects (a few)."""
+        target = url
+        for _ in range(MAX_REDIRECTS + 1):
+            request = self.client.build_request(method, target, headers=headers)
+            response = self.client.send(request, stream=True)
+            if not response.is_redirect:
+                return response
+            location = urljoin(target, response.headers.get("location", ""))
+            response.close()
+            if urlsplit(location)[:2] != self.origin:
+                raise FetchError(f"{what}: refused redirect to another host ({location})")
+            target = location
+        return response  # still a redirect: the caller reports its status
+
+    @contextmanager
+    def request(self, method: str, url: str, headers: dict[str, str] | None = None, *,
+                what: str) -> Iterator[httpx.Response]:
+        """A response with its body unread, after retries of connection errors, 5xx and 429
+        (Retry-After honoured, in seconds or as a date, capped). Holds one of the host's
+        request slots until the body is closed."""
+        import httpx
+
+        headers = headers or {}
+        last = ""
+        for attempt in range(self.policy.retries + 1):
+            retry_after: float | None = None
+            with self.gate.slot():
+                try:
+                    response = self._send_once(method, url, headers, what)
+                except httpx.HTTPError as exc:
+                    error = map_error(exc, what, url)
+                    if not isinstance(error, TransferError):
+                        raise error from exc
+                    last = describe(exc)
+                else:
+                    if response.status_code not in RETRY_STATUSES:
+                        try:
+                            yield response
+                        finally:
+                            response.close()
+                        return
+                    last = f"HTTP {response.status_code}"
+                    retry_after = retry_after_seconds(response.headers.get("retry-after"),
+                                                      cap=self.policy.max_retry_after)
+                    response.close()
+            if attempt < self.policy.retries:
+                sleep_before_retry(self.policy, attempt, retry_after, self.gate)
+        raise FetchError(f"{what}: {last} (gave up after {self.policy.retries + 1} tries)"
+                         f" from {url}")
+
+    def read_capped(self, response: httpx.Response, cap: int, what: str, url: str,
+                    deadline: float | None = None) -> bytes:
+        """The body, read as it streams; more than `cap` bytes, or a body still arriving at
+        `deadline` (time.monotonic()), raises FetchError without reading the rest."""
+        import httpx
+
+        deadline = deadline if deadline is not None else time.monotonic() + 4 * self.timeout
+        parts: list[bytes] = []
+        size = 0
+        try:
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > cap:
+                    raise FetchError(f"{what}: more than {cap} bytes from {url}; refused")
+                if time.monotonic() > deadline:
+                    raise TransferError(f"{what}: too slow, still arriving after the deadline"
+                                        f" from {url}")
+                parts.append(chunk)
+        except httpx.HTTPError as exc:
+            raise map_error(exc, what, url) from exc
+        return b"".join(parts)

@@ -1,0 +1,152 @@
+"""The transport layer against the real test server: resume integrity (a partial carries the
+validators it was downloaded under), bounded reads, a polite client, and listing hrefs.
+
+Every test runs the real Cache API (or CLI) against `ccfcache.demo.server` on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import xxhash
+
+from ccfcache import Cache
+from ccfcache.demo.server import ArchiveServer, esa_mounts
+from ccfcache.errors import FetchError
+
+TABLES = ("sources", "constituents", "listings", "versions", "blobs")
+
+
+def index_snapshot(root: Path) -> dict[str, list[tuple]]:
+    conn = sqlite3.connect(f"file:{root / 'index.sqlite'}?mode=ro", uri=True)
+    try:
+        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall() for t in TABLES}
+    finally:
+        conn.close()
+
+
+def assert_store_sound(root: Path) -> int:
+    """Every file under blobs/ is named by its own xxh3-128; returns the number of blobs."""
+    count = 0
+    for path in sorted((root / "blobs").rglob("*")):
+        if path.is_file():
+            assert path.name == xxhash.xxh3_128_hexdigest(path.read_bytes()), path
+            count += 1
+    return count
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc)
+    assert text and "\n" not in text and "Traceback" not in text, text
+    return text
+
+
+def md5_bytes(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+@pytest.fixture
+def own(tmp_path, archive) -> Iterator[tuple[ArchiveServer, Path, Cache]]:
+    """A private, writable copy of the archive, its server and a synced cache."""
+    root = tmp_path / "archive"
+    shutil.copytree(archive.root, root)
+    with ArchiveServer(esa_mounts(root)) as running:
+        urls = [running.url("/pub/ccf/constituents/"), running.url("/pub/ccf/valid_constituents/")]
+        with Cache(tmp_path / "cache", sources=urls, workers=4) as cache:
+            cache.settings.backoff = 0.01
+            cache.sync()
+            running.reset_counts()
+            yield running, root, cache
+
+
+def _copies(root: Path, name: str) -> list[Path]:
+    return [p for p in (root / "full" / name, root / "valid" / name) if p.exists()]
+
+
+def _largest(archive, names) -> str:
+    return max(sorted(names), key=lambda n: archive.entries[n].size)
+
+
+def _interrupt(server: ArchiveServer, cache: Cache, name: str, after: int) -> None:
+    """A download of `name` cut after `after` bytes on every try: a partial stays in tmp/."""
+    cache.close()
+    cache.settings.retries = 0
+    server.set_fault("truncate", name=name, after=after)
+    with pytest.raises(FetchError):
+        cache.fetch([name])
+    server.clear_faults()
+    parts = [p for p in (cache.root / "tmp").iterdir() if p.name.endswith(".part")]
+    assert parts and parts[0].stat().st_size == after
+    cache.close()
+    cache.settings.retries = 3
+
+
+def _change_in_place(path: Path, *, hours: int = 2, grow: int = 0) -> bytes:
+    """New bytes before the middle of the file (in the part a cut download kept; the primary
+    header unchanged), `grow` bytes more at its end, and a new mtime."""
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    for at in range(middle - 300, middle - 200):
+        data[at] ^= 0x5A
+    data += b"\x01" * grow
+    stat = path.stat()
+    path.write_bytes(bytes(data))
+    os.utime(path, (stat.st_atime + 3600 * hours, stat.st_mtime + 3600 * hours))
+    return bytes(data)
+
+
+@pytest.mark.parametrize("change", ["in place", "grown"])
+def test_resume_never_splices_two_states_of_a_file(own, archive, change) -> None:
+    """A download is cut; the file then changes on the server (in place: same size and
+    primary header, new ETag/Last-Modified; or grown behind an unchanged primary header);
+    after a sync the fetch must publish the server's current bytes, never old[:n] + new[n:].
+    Fails without the fix: the resume sent If-Range with the ETag read at sync (the new
+    one), got 206 and published a spliced file."""
+    server, root, cache = own
+    name = _largest(archive, archive.full_names())
+    size = archive.entries[name].size
+    _interrupt(server, cache, name, size // 2)
+    for path in _copies(root, name):
+        current = _change_in_place(path, grow=2880 if change == "grown" else 0)
+    report = cache.sync()
+    assert not report.failures
+    published = cache.fetch([name])[name]
+    assert md5_bytes(published.read_bytes()) == md5_bytes(current)
+    assert assert_store_sound(cache.root) == 1
+    assert not list((cache.root / "tmp").iterdir())  # partial and its validators are gone
+
+
+def test_unchanged_file_still_resumes(own, archive) -> None:
+    """The partial's own validators still match: the fetch resumes from the bytes kept."""
+    server, root, cache = own
+    name = _largest(archive, archive.full_names())
+    size = archive.entries[name].size
+    _interrupt(server, cache, name, size // 2)
+    server.reset_counts()
+    path = cache.fetch([name])[name]
+    assert md5_bytes(path.read_bytes()) == archive.entries[name].md5
+    ranges = [r for m, p, r in server.request_log if p.endswith(name)]
+    assert ranges == [f"bytes={size // 2}-"]
+    assert server.bytes_sent(name) == size - size // 2
+
+
+def test_partial_without_its_validators_starts_over(own, archive) -> None:
+    """A partial whose validators file is missing (an older ccfcache, a crash before it was
+    written) proves nothing: the download starts from byte 0."""
+    server, root, cache = own
+    name = _largest(archive, archive.full_names())
+    size = archive.entries[name].size
+    _interrupt(server, cache, name, size // 2)
+    for meta in (cache.root / "tmp").glob("*.part.json"):
+        meta.unlink()
+    server.reset_counts()
+    path = cache.fetch([name])[name]
+    assert md5_bytes(path.read_bytes()) == archive.entries[name].md5
+    assert [r for m, p, r in server.request_log if p.endswith(name)] == [None]
+    assert len(index_snapshot(cache.root)["blobs"]) == 1
