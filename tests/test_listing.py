@@ -161,8 +161,17 @@ HOSTILE_REJECTED = [
     "http://evil/EPN_X_0001.CCF",
     "//evil/EPN_X_0001.CCF",
     "file:EPN_X_0001.CCF",
-    "./EPN_X_0001.CCF",
+    "./sub/EPN_X_0001.CCF",
     "sub/EPN_X_0001.CCF",
+    "/pub/ccf/EPN_X_0001.CCF",
+    "/pub/ccf/constituents/sub/EPN_X_0001.CCF",
+    "/pub/ccf/constituents/../EPN_X_0001.CCF",
+    "/pub/ccf/constituents/%2e%2e/EPN_X_0001.CCF",
+    "/pub/ccf/constituents/.%2FEPN_X_0001.CCF",
+    "https://evil.example/pub/ccf/constituents/EPN_X_0001.CCF",
+    "http://sasdev-xmm.esac.esa.int/pub/ccf/constituents/EPN_X_0001.CCF",
+    "https://sasdev-xmm.esac.esa.int:8443/pub/ccf/constituents/EPN_X_0001.CCF",
+    "https://user@sasdev-xmm.esac.esa.int/pub/ccf/constituents/EPN_X_0001.CCF",
     "EPN_X_0001.CCF.bak",
     "EPN_X_0001.CCF%00",
     "EPN_X_0001.CCF?download=1",
@@ -176,6 +185,25 @@ HOSTILE_REJECTED = [
     "EPN X_0001.CCF",
 ]
 HOSTILE_IGNORED = ["sub/dir/", "../", "..%2f", "/", "?C=M;O=A", "#", "", "http://evil/"]
+
+
+# The forms servers write for a file in the listed folder itself (relative, Caddy's ./NAME,
+# IIS's absolute path, a same-host URL): each is used, as the name it spells.
+ACCEPTED = [
+    "EPN_X_0001.CCF",
+    "./EPN_X_0001.CCF",
+    "/pub/ccf/constituents/EPN_X_0001.CCF",
+    "/pub/ccf/constituents/%45PN_X_0001.CCF",
+    "https://sasdev-xmm.esac.esa.int/pub/ccf/constituents/EPN_X_0001.CCF",
+    "HTTPS://SASDEV-XMM.esac.esa.int/pub/ccf/constituents/EPN_X_0001.CCF",
+]
+
+
+@pytest.mark.parametrize("href", ACCEPTED)
+def test_link_into_the_listed_folder_is_used(href: str) -> None:
+    listing = parse_html_listing(page(href), SOURCE)
+    assert listing.rejected == []
+    assert listing.entries["EPN_X_0001.CCF"].href == "EPN_X_0001.CCF"
 
 
 @pytest.mark.parametrize("href", HOSTILE_REJECTED)

@@ -5,7 +5,10 @@
         httpx.get(server.url("/pub/ccf/constituents/") + "XRT3_XAREAEF_0012.CCF")
 
 Folder URLs answer an Apache 2.4 autoindex page (`listing_style="table"`, or the older
-`"pre"`); file URLs answer the bytes with Content-Length, Last-Modified, ETag and byte ranges.
+`"pre"`), or the page another server writes (`"plain"`: Apache without FancyIndexing,
+`"nginx"`, `"lighttpd"`, `"caddy"`, `"iis"`, `"python"`: http.server), with links written
+relative, `./NAME`, as absolute paths or as full URLs (`href_form`); file URLs answer the
+bytes with Content-Length, Last-Modified, ETag and byte ranges.
 Every request is counted and logged. Faults apply to the next matching requests: a fault with
 `name` only matches requests whose last path segment is `name` (a file name, or a folder's last
 segment such as "constituents"); `on="file"` / `on="listing"` restricts 'slow', 'status' and
@@ -139,9 +142,13 @@ def _display(name: str) -> str:
 
 def render_listing(
     url_path: str, entries: list[tuple[str, float, int | None]], style: str = "table",
-    query: str = "",
+    query: str = "", *, href_form: str | None = None, host: str = "127.0.0.1",
 ) -> str:
-    """An Apache autoindex page for (name, mtime, size or None for folders) entries."""
+    """An Apache autoindex page for (name, mtime, size or None for folders) entries; other
+    servers' pages (`LISTING_STYLES`) come from `render_other_listing`."""
+    if style not in ("table", "pre"):
+        return render_other_listing(url_path, entries, style, href_form=href_form, host=host)
+    form = href_form or "relative"
     key, reverse = "N", False
     for part in query.split(";"):
         if part.startswith("C=") and part[2:] in ("N", "M", "S", "D"):
@@ -169,8 +176,9 @@ def render_listing(
             stamp = time.strftime("%Y-%m-%d %H:%M", time.gmtime(mtime))
             icon = ("folder.gif", "[DIR]") if size is None else ("unknown.gif", "[   ]")
             shown = "  - " if size is None else human_size(size).rjust(4)
+            href = html.escape(_link(name, url_path, form, host))
             out.append(
-                f'{_ICON.format(icon=icon[0], alt=icon[1])} <a href="{quote(name)}">{label}</a>'
+                f'{_ICON.format(icon=icon[0], alt=icon[1])} <a href="{href}">{label}</a>'
                 f"{pad}{stamp}  {shown}  \n"
             )
         out.append("<hr></pre>\n</body></html>\n")
@@ -191,13 +199,144 @@ def render_listing(
         stamp = time.strftime("%Y-%m-%d %H:%M", time.gmtime(mtime))
         icon = ("folder.gif", "[DIR]") if size is None else ("unknown.gif", "[   ]")
         shown = "  - " if size is None else human_size(size).rjust(4)
+        href = html.escape(_link(name, url_path, form, host))
         out.append(
             f'<tr><td valign="top">{_ICON.format(icon=icon[0], alt=icon[1])}</td>'
-            f'<td><a href="{quote(name)}">{_display(name)}</a></td>'
+            f'<td><a href="{href}">{_display(name)}</a></td>'
             f'<td align="right">{stamp}  </td><td align="right">{shown}</td>'
             "<td>&nbsp;</td></tr>\n"
         )
     out.append('   <tr><th colspan="5"><hr></th></tr>\n</table>\n</body></html>\n')
+    return "".join(out)
+
+
+LISTING_STYLES = ("table", "pre", "plain", "nginx", "lighttpd", "caddy", "iis", "python")
+HREF_FORMS = ("relative", "dot", "absolute", "url")
+_STYLE_HREF = {"caddy": "dot", "iis": "absolute"}  # how each server writes its links
+
+
+def _link(name: str, url_path: str, form: str, host: str) -> str:
+    """A link to `name` in the folder `url_path`, written the way `form` says."""
+    quoted = quote(name)
+    if form == "dot":
+        return "./" + quoted
+    if form == "absolute":
+        return quote(url_path) + quoted
+    if form == "url":
+        return f"http://{host}{quote(url_path)}{quoted}"
+    return quoted
+
+
+def _lighttpd_size(size: int) -> str:
+    """lighttpd's mod_dirlisting size: always one decimal and a unit ('0.5K', '5.0M')."""
+    if 0 < size < 100:
+        size += 99
+    unit = -1
+    while True:
+        remain = size & 1023
+        size >>= 10
+        unit += 1
+        if not size & ~1023:
+            break
+    tenth = min(remain // 100, 9)
+    if size > 999:
+        size, tenth, unit = 0, 9, unit + 1
+    return f"{size}.{tenth}{'KMGTPE'[unit]}"
+
+
+def render_other_listing(
+    url_path: str, entries: list[tuple[str, float, int | None]], style: str, *,
+    href_form: str | None = None, host: str = "127.0.0.1",
+) -> str:
+    """The index page nginx, lighttpd, Caddy, IIS, python's http.server or Apache without
+    FancyIndexing ('plain') writes for (name, mtime, size or None for folders) entries."""
+    form = href_form or _STYLE_HREF.get(style, "relative")
+    rows = sorted(entries)
+    title = html.escape(url_path)
+    parent = url_path.rstrip("/").rpartition("/")[0] + "/"
+
+    def link(name: str) -> str:
+        return html.escape(_link(name, url_path, form, host), quote=True)
+
+    def stamp(mtime: float, pattern: str) -> str:
+        return time.strftime(pattern, time.gmtime(mtime))
+
+    out: list[str] = []
+    if style == "plain":
+        out.append(_HEAD.format(path=html.escape(url_path.rstrip("/") or "/")))
+        out.append(f'<ul><li><a href="{html.escape(parent)}"> Parent Directory</a></li>\n')
+        out += [f'<li><a href="{link(n)}"> {html.escape(n)}</a></li>\n' for n, _, _ in rows]
+        out.append("</ul>\n</body></html>\n")
+    elif style == "python":
+        out.append('<!DOCTYPE HTML>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+                   f"<title>Directory listing for {title}</title>\n</head>\n<body>\n"
+                   f"<h1>Directory listing for {title}</h1>\n<hr>\n<ul>\n")
+        out += [f'<li><a href="{link(n)}">{html.escape(n)}</a></li>\n' for n, _, _ in rows]
+        out.append("</ul>\n<hr>\n</body>\n</html>\n")
+    elif style == "nginx":
+        out.append(f"<html>\n<head><title>Index of {title}</title></head>\n<body>\n"
+                   f'<h1>Index of {title}</h1><hr><pre><a href="../">../</a>\n')
+        for name, mtime, size in rows:
+            shown = name if len(name) <= 50 else name[:47] + "..>"
+            pad = " " * (51 - len(shown))
+            out.append(f'<a href="{link(name)}">{html.escape(shown)}</a>{pad}'
+                       f"{stamp(mtime, '%d-%b-%Y %H:%M')} {'-' if size is None else size:>19}\n")
+        out.append("</pre><hr></body>\n</html>\n")
+    elif style == "lighttpd":
+        out.append('<?xml version="1.0" encoding="utf-8"?>\n<!DOCTYPE html PUBLIC "-//W3C//DTD '
+                   'XHTML 1.0 Strict//EN" "http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd">\n'
+                   '<html xmlns="http://www.w3.org/1999/xhtml" xml:lang="en">\n<head>\n'
+                   f"<title>Index of {title}</title>\n</head>\n<body>\n<h2>Index of {title}</h2>\n"
+                   '<div class="list">\n<table summary="Directory Listing" cellpadding="0" '
+                   'cellspacing="0">\n<thead><tr><th class="n">Name</th><th class="m">Last '
+                   'Modified</th><th class="s">Size</th><th class="t">Type</th></tr></thead>\n'
+                   '<tbody>\n<tr class="d"><td class="n"><a href="../">Parent Directory</a>/</td>'
+                   '<td class="m">&nbsp;</td><td class="s">- &nbsp;</td>'
+                   '<td class="t">Directory</td></tr>\n')
+        for name, mtime, size in rows:
+            kind = "Directory" if size is None else "application/octet-stream"
+            shown = "- &nbsp;" if size is None else _lighttpd_size(size)
+            out.append(f'<tr><td class="n"><a href="{link(name)}">{html.escape(name)}</a></td>'
+                       f'<td class="m">{stamp(mtime, "%Y-%b-%d %H:%M:%S")}</td>'
+                       f'<td class="s">{shown}</td><td class="t">{kind}</td></tr>\n')
+        out.append('</tbody>\n</table>\n</div>\n<div class="foot">lighttpd/1.4.69</div>\n'
+                   "</body>\n</html>\n")
+    elif style == "caddy":
+        out.append("<!DOCTYPE html>\n<html>\n<head>\n<title>" + title + "</title>\n"
+                   '<meta charset="utf-8">\n</head>\n<body>\n<header><h1>' + title +
+                   "</h1></header>\n<main>\n<div class=\"listing\">\n<table>\n<thead>\n<tr>\n"
+                   "<th></th><th>Name</th><th>Size</th><th class=\"hideable\">Modified</th>\n"
+                   "</tr>\n</thead>\n<tbody>\n<tr>\n<td></td>\n<td><a href=\"..\">"
+                   "<span class=\"go-up\">Up</span></a></td>\n</tr>\n")
+        for name, mtime, size in rows:
+            label = html.escape(name)
+            shown = "&mdash;" if size is None else f"{(size or 0) / 1024:.1f} KiB"
+            out.append('<tr class="file">\n<td></td>\n<td>\n'
+                       f'<a href="{link(name)}">\n<svg width="1.5em" height="1em"></svg>\n'
+                       f'<span class="name">{label}</span>\n</a>\n</td>\n'
+                       f'<td class="size" data-size="{size or 0}">\n<div class="sizebar">\n'
+                       f'<div class="sizebar-text">\n{shown}\n</div>\n</div>\n</td>\n'
+                       '<td class="timestamp hideable">\n<time datetime="'
+                       f'{stamp(mtime, "%Y-%m-%dT%H:%M:%SZ")}">'
+                       f'{stamp(mtime, "%m/%d/%Y %I:%M:%S %p +00:00")}</time>\n</td>\n</tr>\n')
+        out.append("</tbody>\n</table>\n</div>\n</main>\n<footer>Served with <a rel=\"noopener "
+                   "noreferrer\" href=\"https://caddyserver.com\">Caddy</a></footer>\n"
+                   "</body>\n</html>\n")
+    elif style == "iis":
+        out.append(f"<html><head><title>{host} - {title}</title></head><body><H1>{host} - "
+                   f"{title}</H1><hr>\n\n<pre><A HREF=\"{html.escape(parent)}\">[To Parent "
+                   "Directory]</A><br><br>")
+        for name, mtime, size in rows:
+            moment = time.gmtime(mtime)
+            hour = moment.tm_hour % 12 or 12
+            when = (f"{moment.tm_mon:2d}/{moment.tm_mday}/{moment.tm_year} "
+                    f"{hour:2d}:{moment.tm_min:02d} {'PM' if moment.tm_hour >= 12 else 'AM'}")
+            shown = "&lt;dir&gt;" if size is None else str(size)
+            label = html.escape(name.rstrip("/"))
+            out.append(f"{when:>20} {shown:>12} <A HREF=\"{link(name)}\">{label}</A><br>")
+        out.append("</pre><hr></body></html>")
+    else:
+        raise ValueError(f"unknown listing style {style!r}")
     return "".join(out)
 
 
@@ -345,8 +484,10 @@ class _Handler(BaseHTTPRequestHandler):
                     entries.append((child.name + "/", stat.st_mtime, None))
                 else:
                     entries.append((child.name, stat.st_mtime, stat.st_size))
-        style = self.server.owner.listing_style
-        body = render_listing(path, entries, style, query).encode("utf-8")
+        owner = self.server.owner
+        host = self.headers.get("Host") or f"{owner.host}:{owner.port}"
+        body = render_listing(path, entries, owner.listing_style, query,
+                              href_form=owner.href_form, host=host).encode("utf-8")
         if "listing_html" in faults:  # a hand-written (hostile) page, served verbatim
             body = str(faults["listing_html"].params.get("html", "")).encode("utf-8")
         if "garbage_listing" in faults:
@@ -452,13 +593,16 @@ class ArchiveServer:
 
     def __init__(
         self, mounts: dict[str, Path], *, host: str = "127.0.0.1", port: int = 0,
-        listing_style: str = "table", chunk_size: int = CHUNK,
+        listing_style: str = "table", chunk_size: int = CHUNK, href_form: str | None = None,
     ) -> None:
-        if listing_style not in ("table", "pre"):
-            raise ValueError(f"listing_style must be 'table' or 'pre', not {listing_style!r}")
+        if listing_style not in LISTING_STYLES:
+            raise ValueError(f"listing_style must be in {LISTING_STYLES}, not {listing_style!r}")
+        if href_form not in (None, *HREF_FORMS):
+            raise ValueError(f"href_form must be one of {HREF_FORMS}, not {href_form!r}")
         self.host = host
         self.port = port
         self.listing_style = listing_style
+        self.href_form = href_form
         self.chunk_size = chunk_size
         self.errors: list[str] = []
         self._lock = threading.Lock()
@@ -681,7 +825,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ccfcache.demo.server", description=__doc__)
     parser.add_argument("--root", type=Path, required=True, help="folder holding full/, valid/")
     parser.add_argument("--port", type=int, default=0, help="port (default: a free one)")
-    parser.add_argument("--listing-style", choices=("table", "pre"), default="table")
+    parser.add_argument("--listing-style", choices=LISTING_STYLES, default="table")
     args = parser.parse_args(argv)
     server = ArchiveServer(esa_mounts(args.root), port=args.port,
                            listing_style=args.listing_style)
