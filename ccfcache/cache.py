@@ -103,7 +103,8 @@ class Cache:
             s = self.settings
             self._sources = {
                 url: open_source(url, timeout=s.timeout, retries=s.retries, backoff=s.backoff,
-                                 pool=max(s.workers, s.host_connections, 4))
+                                 pool=max(s.workers, s.host_connections, 4),
+                                 host_connections=s.host_connections)
                 for url in s.sources
             }
         return self._sources

@@ -17,7 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 MAX_RETRY_AFTER_S = 60.0  # a Retry-After longer than this is capped
-DEFAULT_HOST_CONNECTIONS = 8  # requests in flight per host, across all workers of a process
+DEFAULT_HOST_CONNECTIONS = 32  # requests in flight per host, all workers of a process (the
+# default of Settings.host_connections, which the Cache passes)
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
@@ -65,9 +66,11 @@ class HostGate:
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._slots = threading.BoundedSemaphore(limit)
+        self._in_flight = 0
+        self._free = threading.Condition()
         self._lock = threading.Lock()
         self.paused_until = 0.0
+        self.peak = 0  # the most requests seen in flight at once
 
     def pause(self, seconds: float) -> None:
         """Hold back every worker's next request to this host for `seconds`."""
@@ -87,11 +90,23 @@ class HostGate:
     def slot(self) -> Iterator[None]:
         """One of the host's request slots, after any pause it asked for."""
         self.wait_turn()
-        self._slots.acquire()
+        with self._free:
+            while self._in_flight >= self.limit:
+                self._free.wait()
+            self._in_flight += 1
+            self.peak = max(self.peak, self._in_flight)
         try:
             yield
         finally:
-            self._slots.release()
+            with self._free:
+                self._in_flight -= 1
+                self._free.notify()
+
+    def set_limit(self, limit: int) -> None:
+        """A new cap (the last Cache opened in the process sets it)."""
+        with self._free:
+            self.limit = max(1, limit)
+            self._free.notify_all()
 
 
 _GATES: dict[tuple[str, int], HostGate] = {}
@@ -111,6 +126,8 @@ def gate_for(host: str, port: int | None, limit: int | None = None) -> HostGate:
         gate = _GATES.get(key)
         if gate is None:
             gate = _GATES[key] = HostGate(limit or host_limit())
+        elif limit:
+            gate.set_limit(limit)
         return gate
 
 
