@@ -119,7 +119,9 @@ class CifData:
     path: Path | None = None
 
 
+@functools.cache
 def _version() -> str:
+    """ccfcache's installed version (read once: importlib.metadata scans sys.path)."""
     try:
         from importlib.metadata import PackageNotFoundError, version
     except ImportError:  # pragma: no cover
@@ -155,7 +157,35 @@ _COLUMN_SPECS = tuple(
 
 
 def _column_values(rows: list[Mapping[str, Any]], fullpath_dir: str | None) -> dict[str, list[Any]]:
-    """The validated values of every column; raise SelectionError naming a bad value."""
+    """The validated values of every column; raise SelectionError naming a bad value.
+
+    Checked a column at a time (C-level `all`/`min`/`max`/`isascii` over each column); when a
+    column fails, `_column_values_row_by_row` finds the first bad row and names it."""
+    values: dict[str, list[Any]] = {}
+    for name, key, limits, width in _COLUMN_SPECS:
+        if key != "evaldate" and not all(key in row for row in rows):
+            return _column_values_row_by_row(rows, fullpath_dir)
+        column = [row.get(key) for row in rows]
+        if limits is not None:
+            if column and not (all(type(v) is int for v in column)
+                               and limits[0] <= min(column) and max(column) <= limits[1]):
+                return _column_values_row_by_row(rows, fullpath_dir)
+            values[name] = column
+            continue
+        texts = ["" if v is None else v for v in column]
+        if not all(type(v) is str for v in texts):
+            return _column_values_row_by_row(rows, fullpath_dir)
+        if name == "FNAME" and fullpath_dir is not None:
+            texts = [os.path.join(fullpath_dir, text) for text in texts]
+        if texts and (max(map(len, texts)) > width or not "".join(texts).isascii()):
+            return _column_values_row_by_row(rows, fullpath_dir)
+        values[name] = texts
+    return values
+
+
+def _column_values_row_by_row(rows: list[Mapping[str, Any]],
+                              fullpath_dir: str | None) -> dict[str, list[Any]]:
+    """`_column_values` a row at a time: raises SelectionError at the first bad value."""
     values: dict[str, list[Any]] = {column.name: [] for column in CIF_COLUMNS}
     for number, row in enumerate(rows, start=1):
         for name, key, limits, width in _COLUMN_SPECS:
@@ -278,29 +308,20 @@ def _remove_stale_temporaries(path: Path) -> None:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder."""
+    """Write `data` to `path` through a temporary file in the same folder, renamed over it:
+    readers and a kill -9 see the old CIF or the new one, never a part. Not fsynced: a CIF is
+    derived from the index and rebuilt in milliseconds (the two fsyncs were most of a warm
+    build's time); the blobs it names are fsynced before they are published."""
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     _remove_stale_temporaries(path)
     try:
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(descriptor, "wb") as stream:
             stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-    try:
-        folder = os.open(path.parent, os.O_RDONLY)
-    except OSError:  # pragma: no cover - e.g. a platform that cannot open folders
-        return
-    try:
-        os.fsync(folder)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(folder)
 
 
 def write_cif(

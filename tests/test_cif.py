@@ -342,3 +342,15 @@ def test_stale_temporaries_of_a_killed_write_are_removed(tmp_path):
     os.utime(old, (past, past))
     write_cif(out, [], obs_date="2021-01-01", analysis_date="2021-01-02", parameters={})
     assert out.exists() and not old.exists() and young.exists()
+
+
+@pytest.mark.parametrize("changes", [{"issue": 40000}, {"scope": "SCOPE12"}, {"md5": 5},
+                                     {"size": True}, {"extseqid": "é"}])
+def test_a_bad_value_among_good_rows_names_its_row(tmp_path: Path, changes: dict) -> None:
+    # columns are checked a column at a time; the message still names the first bad row
+    rows = [row(name=f"EPN_CTI_000{n}.CCF", issue=n) for n in range(1, 6)]
+    rows[2].update(changes)
+    with pytest.raises(SelectionError, match=r"CIF row 3 \(EPN_CTI_0003.CCF\)"):
+        write_cif(tmp_path / "ccf.cif", rows, obs_date="2021-01-01T00:00:00",
+                  analysis_date="2021-01-01T00:00:00", parameters={}, now=NOW)
+    assert list(tmp_path.iterdir()) == []
