@@ -151,10 +151,11 @@ class Cache:
                 self._sources = None
             self.settings.sources = chosen
         index = self.index
+        keep = None if index.readonly else self.store.put_header  # for the mount
         report = sync(index, list(self.sources().values()), workers=self.settings.workers,
                       header_cap=self.settings.host_connections,
                       dry_run=dry_run, max_delete=max_delete, force=force,
-                      progress=self.progress)
+                      progress=self.progress, keep_header=keep)
         if (sources or self._explicit_sources) and not dry_run:
             config = read_config_file(self.root)
             config["sources"] = self.settings.sources

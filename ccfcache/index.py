@@ -328,3 +328,27 @@ class Index:
         if not rows:
             raise CacheError(f"version {version_id} vanished from the index")
         return rows[0]
+
+    def mount_versions(self, analysis_date: str | None = None) -> list[dict]:
+        """The versions the mount shows, newest first within a name (the caller keeps the
+        first per name), each with `served_at`: the server's date (Last-Modified, else the
+        listing's date). Without a date: what the sources list now. With `analysis_date`: the
+        archive as of that date, i.e. readable versions released by then (SUBDATE <= date)
+        that a source lists now or whose bytes are stored."""
+        served = ("(SELECT max(coalesce(l.last_modified, l.mtime)) FROM listings l "
+                  "WHERE l.version_id = v.id) AS served_at")
+        listed = "EXISTS (SELECT 1 FROM listings l WHERE l.version_id = v.id)"
+        if analysis_date is None:
+            where, params = listed, ()
+        else:
+            where = (f"({listed} OR v.xxh3 IN (SELECT xxh3 FROM blobs)) "
+                     "AND v.header_error IS NULL AND v.subdate <= ?")
+            params = (analysis_date,)
+        return self.query(
+            f"SELECT v.*, {served} FROM versions v WHERE {where} "
+            "ORDER BY v.name, v.subdate DESC, v.id DESC", params)
+
+    def version_sources(self, version_id: int) -> list[str]:
+        """The sources that list this version now."""
+        return [r["source"] for r in self.query(
+            "SELECT source FROM listings WHERE version_id = ? ORDER BY source", (version_id,))]

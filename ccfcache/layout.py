@@ -3,6 +3,7 @@
     <root>/index.sqlite        the SQLite index (rollback journal, never WAL)
     <root>/config.json         sources and options remembered by `sync --source`
     <root>/blobs/<2 hex>/<h>   content-addressed, read-only blobs (h = xxh3-128 hex)
+    <root>/headers/<2 hex>/<d> primary-header bytes kept by sync (d = header digest, xxh3-128)
     <root>/tmp/                partial downloads (same filesystem, so publishing is a rename)
     <root>/locks/              per-content download locks (O_EXCL files)
     <root>/views/<id>/NAME     per-CIF folders of links into blobs/, for SAS_CCFPATH
@@ -34,6 +35,7 @@ class Layout:
         self.root = Path(root)
         self.db = self.root / "index.sqlite"
         self.blobs = self.root / "blobs"
+        self.headers = self.root / "headers"
         self.tmp = self.root / "tmp"
         self.locks = self.root / "locks"
         self.views = self.root / "views"
@@ -47,9 +49,15 @@ class Layout:
             raise ValueError(f"not an xxh3-128 hex digest: {xxh3!r}")
         return self.blobs / xxh3[:2] / xxh3
 
+    def header_path(self, digest: str) -> Path:
+        """Where sync keeps the primary-header bytes whose xxh3-128 is `digest`."""
+        if not _HASH_RE.fullmatch(digest):
+            raise ValueError(f"not an xxh3-128 hex digest: {digest!r}")
+        return self.headers / digest[:2] / digest
+
     def folders(self) -> list[Path]:
         """Every folder the cache needs."""
-        return [self.root, self.blobs, self.tmp, self.locks, self.views, self.cifs]
+        return [self.root, self.blobs, self.headers, self.tmp, self.locks, self.views, self.cifs]
 
     def site_blob_path(self, xxh3: str) -> Path | None:
         """The blob in the site cache layered under this one, if there is one."""

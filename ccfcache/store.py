@@ -133,6 +133,53 @@ class BlobStore:
         """True when the blob exists (with the expected size, if given)."""
         return self.find(xxh3, size) is not None
 
+    # -- primary headers kept by sync (a few KB per content; the mount serves header reads) --
+    def put_header(self, data: bytes) -> str:
+        """Keep the primary-header bytes of a content under their xxh3-128 (what the index
+        calls `header_digest`), atomically: a complete temporary file linked to its name.
+        Return the digest. Not fsynced: a lost header is read again over HTTP Range."""
+        digest = xxhash.xxh3_128_hexdigest(data)
+        final = self.layout.header_path(digest)
+        if final.exists():
+            return digest
+        tmp = self.layout.tmp / f"header.{digest}.{os.urandom(6).hex()}.part"
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+            os.chmod(tmp, 0o444)
+            try:
+                os.link(tmp, final)
+            except FileExistsError:
+                pass
+            except OSError:
+                if not final.exists():  # filesystems without hard links
+                    os.replace(tmp, final)
+        except OSError as exc:
+            raise CacheError(f"cannot keep a header in {final.parent}: "
+                             f"{exc.strerror or exc}") from exc
+        finally:
+            _discard(tmp)
+        return digest
+
+    def header(self, digest: str) -> bytes | None:
+        """The kept primary-header bytes with this digest (this cache's, else the site's), or
+        None when neither holds them intact (a damaged file counts as absent)."""
+        try:
+            places = [self.layout.header_path(digest)]
+        except ValueError:
+            return None
+        if self.layout.site is not None:
+            places.append(self.layout.site.header_path(digest))
+        for path in places:
+            try:
+                data = path.read_bytes()
+            except OSError:
+                continue
+            if xxhash.xxh3_128_hexdigest(data) == digest:
+                return data
+        return None
+
     def partial_path(self, key: str) -> Path:
         """The temporary file for a download identified by `key` (a safe file-name part)."""
         return self.layout.tmp / f"{key}.part"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 
@@ -117,16 +118,24 @@ def read_heads(
     workers: int,
     progress: Progress,
     cap: int | None = None,
+    keep_header: Callable[[bytes], object] | None = None,
 ) -> tuple[list[tuple[str, ListingEntry, Head, dict]], list[str]]:
     """Read and parse the headers of `to_read` concurrently (parsing in the workers overlaps
     with other reads in flight); return (source, entry, head, version fields) and failures.
-    `workers` reads start in flight, growing up to `cap` while latency allows (`InFlight`)."""
+    `workers` reads start in flight, growing up to `cap` while latency allows (`InFlight`).
+    `keep_header` receives each readable primary header's bytes (the store keeps them for
+    the mount's header reads); failing to keep one does not fail the sync."""
 
     def read(src: str, entry: ListingEntry) -> tuple[Head, dict, float]:
         start = time.perf_counter()
         head = sources[src].read_head(entry.name)
         latency = time.perf_counter() - start
         fields = _version_fields(entry.name, head)
+        if keep_header is not None and fields["header_error"] is None:
+            try:
+                keep_header(head.data[: fields["header_size"]])
+            except CcfCacheError:
+                pass  # the mount reads such a header again with one Range request
         # the header bytes are not kept once parsed (100,000 of them held ~300 MB until apply)
         return replace(head, data=b""), fields, latency
 
@@ -237,6 +246,7 @@ def sync(
     max_delete: int | None = None,
     force: bool = False,
     progress: Progress | None = None,
+    keep_header: Callable[[bytes], object] | None = None,
 ) -> SyncReport:
     """Reconcile the index with the sources; see the module docstring."""
     progress = progress or NullProgress()
@@ -273,7 +283,7 @@ def sync(
         return report
     by_url = {source.url: source for source in sources}
     heads, failures = read_heads(plan.to_read, by_url, workers=workers, progress=progress,
-                                 cap=header_cap)
+                                 cap=header_cap, keep_header=keep_header)
     report.read = len(heads)
     report.failures = failures
     apply_sync(index, plan, heads, listings, report)
