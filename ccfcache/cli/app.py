@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import typer
 
-from . import admin, cifs, data, demo, init
+from . import admin, cifs, data, demo, init, mount
 
 app = typer.Typer(
     help="A lazy, content-addressed cache of XMM-Newton calibration files (CCF).",
@@ -39,6 +39,8 @@ app.command()(admin.pin)
 app.command()(admin.unpin)
 app.command()(init.init)
 app.command()(demo.demo)
+app.command()(mount.mount)
+app.command()(mount.umount)
 
 
 def run() -> None:
