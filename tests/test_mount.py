@@ -453,3 +453,32 @@ def test_sigterm_unmounts_and_background_detaches(mount, synced, tmp_path):
     finally:
         stopped = ccfcache("umount", str(point))
     assert stopped.returncode == 0, stopped.stderr
+
+
+@needs_fuse
+def test_a_personal_mount_over_a_site_cache_uses_the_sites_blobs_and_headers(
+        server, source_urls, archive, tmp_path):
+    from astropy.io import fits
+
+    from ccfcache import Cache
+    from ccfcache.config import write_config_file
+
+    name = "XRT3_XAREAEF_0012.CCF"
+    site, personal = tmp_path / "site", tmp_path / "me"
+    with Cache(site, sources=source_urls, workers=2) as cache:
+        cache.sync()
+        cache.fetch([name])
+    with Cache(personal, sources=source_urls, workers=2) as cache:
+        cache.sync()
+    write_config_file(personal, {"sources": source_urls, "site_dir": str(site)})
+    shutil.rmtree(personal / "headers")  # header reads must come from the site's
+    server.reset_counts()
+    mounted = Mounted(personal, tmp_path / "ccf")
+    try:
+        for each in mounted.names():
+            fits.getheader(mounted.point / each)
+        assert read_all(mounted.point / name) == read_all(served_file(archive, name))
+        assert server.total_requests() == 0
+        assert blob_count(personal) == 0
+    finally:
+        mounted.stop()
