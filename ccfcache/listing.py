@@ -27,6 +27,7 @@ from .names import parse_name
 
 MAX_LISTING_CHARS = 32 * 1024 * 1024  # a bigger "listing" is refused (ESA's is ~0.4 MB)
 _MAX_ROW_CHARS = 1024  # text kept after a link to find its date and size
+MAX_FILE_SIZE = (1 << 63) - 1  # a row showing more is rejected (SQLite's integer limit)
 MAX_REJECTED_CHARS = 200  # rejected hrefs are recorded truncated to this length
 
 _MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
@@ -396,6 +397,9 @@ def parse_html_listing(html: str, source: str, fmt: ListingFormat | None = None)
             listing.rejected.append(unquote(link.href.strip())[:MAX_REJECTED_CHARS])
             continue
         size, size_hint, mtime = _row_hints(link, fmt)
+        if any(value is not None and value > MAX_FILE_SIZE for value in (size, size_hint)):
+            listing.rejected.append(bare[:MAX_REJECTED_CHARS])  # an impossible size: this row
+            continue
         entry = ListingEntry(name=name, href=bare, size=size, size_hint=size_hint, mtime=mtime)
         known = listing.entries.get(name)
         if known is None:

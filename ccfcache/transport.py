@@ -19,10 +19,10 @@ from typing import Protocol
 
 from .errors import FetchError, InvalidHeader
 from .headers import header_end as _strict_header_end
-from .listing import Listing
+from .listing import MAX_FILE_SIZE, Listing
 from .retry import Policy
 
-MAX_SIZE = (1 << 63) - 1  # larger sizes (a listing row, a Content-Range) are refused
+MAX_SIZE = MAX_FILE_SIZE  # larger sizes (a listing row, a Content-Range) are refused
 
 
 @dataclass(frozen=True)

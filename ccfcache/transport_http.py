@@ -131,8 +131,9 @@ class HttpTransport:
                     return NOT_MODIFIED
                 if response.status_code != 200:
                     raise ListingError(f"{what}: HTTP {response.status_code}")
-                # a listing is text: 4 bytes a character at most
-                body = self.http.read_capped(response, 4 * MAX_LISTING_CHARS, what, self.url)
+                # capped while it streams (bytes >= characters: no page within the cap is lost
+                # to it unless it is mostly multi-byte text, which listings are not)
+                body = self.http.read_capped(response, MAX_LISTING_CHARS, what, self.url)
                 encoding = response.charset_encoding or "utf-8"
                 etag = response.headers.get("etag")
                 modified = response.headers.get("last-modified")

@@ -150,3 +150,81 @@ def test_partial_without_its_validators_starts_over(own, archive) -> None:
     assert md5_bytes(path.read_bytes()) == archive.entries[name].md5
     assert [r for m, p, r in server.request_log if p.endswith(name)] == [None]
     assert len(index_snapshot(cache.root)["blobs"]) == 1
+
+
+# -- everything bounded -------------------------------------------------------------------------
+@pytest.fixture
+def fresh(tmp_path, server, source_urls) -> Iterator[Cache]:
+    """An empty cache on the shared archive's server."""
+    with Cache(tmp_path / "fresh", sources=source_urls, workers=4) as cache:
+        cache.settings.backoff = 0.01
+        yield cache
+
+
+@pytest.mark.parametrize("keep", [0, 1])
+def test_header_read_given_tiny_ranges_ends(fresh, server, archive, keep) -> None:
+    """A server answering every Range with an empty (or 1-byte) 206 makes that header read
+    fail after a few requests; the rest of the sync proceeds. Fails without the fix: the
+    empty 206 was asked again forever (38,791 requests in 40 s)."""
+    name = _largest(archive, set(archive.full_names()) - set(archive.valid_names()))
+    server.set_fault("short_range", name=name, keep=keep)
+    report = fresh.sync()
+    assert [m for m in report.failures if name in m] and len(report.failures) == 1
+    assert server.counts(name).requests <= 8
+    listed = len(archive.full_names()) + len(archive.valid_names())  # (source, name) pairs
+    assert report.read == listed - 1
+
+
+def test_endless_listing_is_cut_at_its_cap(fresh, server) -> None:
+    """A listing body that never ends is refused once it passes the cap, while streaming.
+    Fails without the fix: the whole body was read into memory before the size check."""
+    from ccfcache.errors import ListingError
+    from ccfcache.listing import MAX_LISTING_CHARS
+
+    server.set_fault("endless_listing", name="constituents", limit=8 * MAX_LISTING_CHARS)
+    with pytest.raises(ListingError, match="more than") as caught:
+        fresh.sync()
+    one_line(caught.value)
+    assert server.bytes_sent("/pub/ccf/constituents/") < 2 * MAX_LISTING_CHARS
+
+
+def test_trickle_fails_in_bounded_time(synced, server, archive, monkeypatch) -> None:
+    """Chunks arrive just often enough for the per-read timeout, far below the minimum rate:
+    the transfer fails ("too slow") after the rate window, on every try. Fails without the
+    fix: the download went on at 1.6 kB/s."""
+    monkeypatch.setenv("CCFCACHE_MIN_RATE", "20000")
+    monkeypatch.setenv("CCFCACHE_RATE_WINDOW", "0.5")
+    synced.close()
+    synced.settings.timeout = 2
+    synced.settings.retries = 1
+    name = _largest(archive, archive.full_names())
+    server.set_fault("slow", name=name, on="file", delay=0.3, chunk=500)
+    with pytest.raises(FetchError, match="too slow") as caught:
+        synced.fetch([name])
+    assert "gave up after 2 tries" in one_line(caught.value)
+    assert server.bytes_sent(name) < 20_000
+
+
+def test_impossible_sizes_reject_one_row(fresh, server, archive) -> None:
+    """A Content-Range total of 2^63, or a listing row showing an impossible size, is
+    refused for that row alone; the rest of the sync is indexed. Fails without the fix: an
+    OverflowError traceback and nothing indexed."""
+    import httpx
+
+    full = set(archive.full_names()) - set(archive.valid_names())
+    huge, shown = sorted(full)[:2]
+    server.set_fault("huge_size", name=huge, total=2**63)
+    page = httpx.get(server.url("/pub/ccf/constituents/")).text
+    row_start = page.index(f'href="{shown}"')
+    row_end = page.index("</tr>", row_start)
+    row = page[row_start:row_end]
+    size_cell = row.rindex('<td align="right">')
+    page = (page[:row_start] + row[:size_cell] + '<td align="right">999999999999999P</td>'
+            + page[row_end:])
+    server.set_fault("listing_html", name="constituents", html=page)
+    report = fresh.sync()
+    assert len(report.failures) == 1 and huge in report.failures[0]
+    assert "impossible size" in report.failures[0]
+    assert shown in report.rejected[server.url("/pub/ccf/constituents/")]
+    listed = len(archive.full_names()) + len(archive.valid_names())  # (source, name) pairs
+    assert report.read == listed - 2

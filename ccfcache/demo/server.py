@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import email.utils
+import hashlib
 import html
 import os
 import socket
@@ -38,14 +39,18 @@ CHUNK = 64 * 1024
 ESA_MOUNTS = {"full": "/pub/ccf/constituents/", "valid": "/pub/ccf/valid_constituents/"}
 
 LISTING_FAULTS = frozenset(
-    {"garbage_listing", "empty_listing", "truncated_listing", "listing_status", "listing_html"}
+    {"garbage_listing", "empty_listing", "truncated_listing", "listing_status", "listing_html",
+     "endless_listing"}
 )
 FILE_FAULTS = frozenset(
-    {"truncate", "reset", "wrong_length", "wrong_body", "ignore_range"}
+    {"truncate", "reset", "wrong_length", "wrong_body", "ignore_range", "short_range",
+     "huge_size"}
 )
 ANY_FAULTS = frozenset({"slow", "status", "redirect"})
 FAULT_KINDS = LISTING_FAULTS | FILE_FAULTS | ANY_FAULTS
 _BODY_FAULTS = frozenset({"truncate", "reset", "wrong_body"})
+LOGGED_HEADERS = ("User-Agent", "Accept-Encoding", "If-Range", "If-None-Match",
+                  "If-Modified-Since", "Via")
 
 
 @dataclass
@@ -67,6 +72,7 @@ class RequestCounts:
     gets: int = 0
     heads: int = 0
     bytes: int = 0
+    not_modified: int = 0  # listings answered 304 to a conditional GET
 
 
 def human_size(size: int) -> str:
@@ -399,6 +405,9 @@ class _Handler(BaseHTTPRequestHandler):
         path = unquote(split.path)
         owner._record(self.command, path, self.headers.get("Range"), self.client_address[0])
         with owner._lock:
+            owner._headers_log.append((path, {k: self.headers[k] for k in LOGGED_HEADERS
+                                              if k in self.headers}))
+        with owner._lock:
             owner.in_flight += 1
             owner.peak_in_flight = max(owner.peak_in_flight, owner.in_flight)
         try:
@@ -495,7 +504,48 @@ class _Handler(BaseHTTPRequestHandler):
         if "truncated_listing" in faults:
             fraction = float(faults["truncated_listing"].params.get("fraction", 0.5))
             body = body[: int(len(body) * fraction)]
-        self._simple(200, body, head=head, content_type="text/html;charset=UTF-8")
+        if "endless_listing" in faults:
+            self._endless(body, int(faults["endless_listing"].params.get("limit", 256 << 20)))
+            return
+        # conditional GET, as Apache does for a static page: an ETag of the page, the newest
+        # mtime as Last-Modified; a matching If-None-Match (or a fresh If-Modified-Since) is 304
+        etag = '"' + hashlib.md5(body, usedforsecurity=False).hexdigest()[:16] + '"'
+        newest = max([folder.stat().st_mtime] + [mtime for _, mtime, _ in entries])
+        extra = {"ETag": etag, "Last-Modified": _http_date(newest)}
+        if self._not_modified(etag, newest):
+            owner._count_not_modified(path)
+            self.send_response(304)
+            for key, value in extra.items():
+                self.send_header(key, value)
+            self.end_headers()
+            return
+        self._simple(200, body, head=head, content_type="text/html;charset=UTF-8", extra=extra)
+
+    def _not_modified(self, etag: str, newest: float) -> bool:
+        match = self.headers.get("If-None-Match")
+        if match is not None:
+            return etag in [tag.strip() for tag in match.split(",")] or match.strip() == "*"
+        since = self.headers.get("If-Modified-Since")
+        if since:
+            try:
+                return int(newest) <= email.utils.parsedate_to_datetime(since).timestamp()
+            except (TypeError, ValueError, IndexError, OverflowError):
+                return False
+        return False
+
+    def _endless(self, start: bytes, limit: int) -> None:
+        """A listing that never ends (up to `limit` bytes): no length, closed when done."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html;charset=UTF-8")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        row = b'<tr><td><a href="EPN_X_0001.CCF">EPN_X_0001.CCF</a></td></tr>\n' * 1000
+        self._write(start[: len(start) // 2])
+        sent = len(start) // 2
+        while sent < limit:
+            self._write(row)
+            sent += len(row)
+        raise _Abort
 
     def _file(self, path: str, target: Path, faults: dict[str, Fault], *, head: bool) -> None:
         stat = target.stat()
@@ -515,6 +565,18 @@ class _Handler(BaseHTTPRequestHandler):
             if isinstance(parsed, tuple):
                 first, last = parsed
                 partial = True
+        total = str(size)
+        if "huge_size" in faults:
+            total = str(faults["huge_size"].params.get("total", 2**63))
+        if partial and "short_range" in faults:  # fewer bytes than asked, every time
+            last = min(last, first + int(faults["short_range"].params.get("keep", 0)) - 1)
+            if last < first:  # an empty 206 that still claims the range asked for
+                self.send_response(206)
+                self.send_header("Content-Length", "0")
+                self.send_header("Content-Range", f"bytes {first}-{parsed[1]}/{total}")
+                self.send_header("ETag", etag)
+                self.end_headers()
+                return
         length = last - first + 1
         claimed = length
         if "wrong_length" in faults:
@@ -527,7 +589,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("ETag", etag)
         self.send_header("Accept-Ranges", "bytes")
         if partial:
-            self.send_header("Content-Range", f"bytes {first}-{last}/{size}")
+            self.send_header("Content-Range", f"bytes {first}-{last}/{total}")
         if claimed != length and not head:
             # this response ends by closing the connection: say so, or a client that read
             # the claimed length may reuse the connection and race the close (flaky tests)
@@ -553,6 +615,8 @@ class _Handler(BaseHTTPRequestHandler):
             flip = int(faults["wrong_body"].params.get("offset", size - 1))
         delay = float(faults["slow"].params.get("delay", 0.2)) if "slow" in faults else 0.0
         chunk = self.server.owner.chunk_size
+        if "slow" in faults:  # a trickle: `chunk` bytes every `delay` seconds
+            chunk = int(faults["slow"].params.get("chunk", chunk))
         sent = 0
         limit = length if cut is None else min(cut, length)
         with target.open("rb") as handle:
@@ -612,6 +676,7 @@ class ArchiveServer:
         self._faults: list[Fault] = []
         self._counts: dict[str, RequestCounts] = {}
         self._log: list[tuple[str, str, str | None]] = []
+        self._headers_log: list[tuple[str, dict[str, str]]] = []
         self._clients: dict[str, int] = {}
         self.in_flight = 0
         self.peak_in_flight = 0  # the most requests handled at once (since reset_counts)
@@ -759,6 +824,16 @@ class ArchiveServer:
             counts.gets += method == "GET"
             counts.heads += method == "HEAD"
 
+    def _count_not_modified(self, path: str) -> None:
+        with self._lock:
+            self._counts.setdefault(path, RequestCounts()).not_modified += 1
+
+    @property
+    def request_headers(self) -> list[tuple[str, dict[str, str]]]:
+        """(path, the LOGGED_HEADERS it carried) of every request, in order."""
+        with self._lock:
+            return list(self._headers_log)
+
     def _count_bytes(self, path: str, size: int) -> None:
         with self._lock:
             self._counts.setdefault(path, RequestCounts()).bytes += size
@@ -774,6 +849,7 @@ class ArchiveServer:
                     total.gets += counts.gets
                     total.heads += counts.heads
                     total.bytes += counts.bytes
+                    total.not_modified += counts.not_modified
         return total
 
     def requests_for(self, name: str) -> int:
@@ -811,6 +887,7 @@ class ArchiveServer:
         with self._lock:
             self._counts.clear()
             self._log.clear()
+            self._headers_log.clear()
             self._clients.clear()
             self.peak_in_flight = self.in_flight
 
