@@ -2,6 +2,7 @@
 the retry policy of `retry.py`, same-host redirects, and the one mapping of httpx errors to
 ccfcache errors (FetchError/TransferError with the URL).
 
+HTTP/2 where the server offers it (ALPN, over TLS) when the `http2` extra is installed.
 Polite: `User-Agent: ccfcache/<version> (+URL)` on every request, at most a few requests in
 flight per host (shared by every worker of the process), 429/503 Retry-After honoured (also
 by the host's other workers), proxies from HTTP_PROXY/HTTPS_PROXY/NO_PROXY as curl reads them.
@@ -49,6 +50,15 @@ def map_error(exc: BaseException, what: str, url: str) -> FetchError:
     return FetchError(f"{what}: {describe(exc)} from {url}")
 
 
+def http2_available() -> bool:
+    """True when the `h2` package is installed (the `http2` extra): HTTPS sources then offer
+    HTTP/2, and a server that accepts it carries every request of a source as a stream of one
+    connection (many header reads in flight without a handshake each)."""
+    import importlib.util
+
+    return importlib.util.find_spec("h2") is not None
+
+
 class HttpClient:
     """An httpx client with the project's policy; one per source."""
 
@@ -61,7 +71,9 @@ class HttpClient:
         self.origin = split[:2]
         self.gate = gate_for(split.hostname or "", split.port, host_connections)
         self.timeout = timeout
+        self.http2 = split.scheme == "https" and http2_available()
         self.client = httpx.Client(
+            http2=self.http2,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             follow_redirects=False,
             verify=True,
