@@ -26,9 +26,13 @@ if TYPE_CHECKING:
     from .sync import SyncReport
 
 
-def normalise_source(url: str) -> str:
-    """One spelling per source: http(s) URLs end with '/', folders are absolute paths."""
-    if url.startswith(("http://", "https://")):
+def normalise_source(url: str, presets: dict[str, str] | None = None) -> str:
+    """One spelling per source: a preset name becomes its URL (presets.py), http(s) and s3
+    URLs end with '/', folders are absolute paths."""
+    from .presets import resolve_source
+
+    url = resolve_source(url, presets)
+    if url.startswith(("http://", "https://", "s3://")):
         return url if url.endswith("/") else url + "/"
     if url.startswith("file://"):
         return url
@@ -48,10 +52,11 @@ class Cache:
     ) -> None:
         self.settings = load_settings(cache_dir, workers=workers)
         self._explicit_sources = bool(sources)  # remembered by the next sync
+        presets = self.settings.presets
         if sources:
-            self.settings.sources = [normalise_source(s) for s in sources]
+            self.settings.sources = [normalise_source(s, presets) for s in sources]
         else:
-            self.settings.sources = [normalise_source(s) for s in self.settings.sources]
+            self.settings.sources = [normalise_source(s, presets) for s in self.settings.sources]
         self.layout = Layout(self.settings.cache_dir)
         if self.settings.site_dir is not None:
             self.layout.site = Layout(self.settings.site_dir)  # read-only, looked at first
@@ -104,7 +109,8 @@ class Cache:
             self._sources = {
                 url: open_source(url, timeout=s.timeout, retries=s.retries, backoff=s.backoff,
                                  pool=max(s.workers, s.host_connections, 4),
-                                 host_connections=s.host_connections)
+                                 host_connections=s.host_connections,
+                                 s3_endpoint=s.s3_endpoint)
                 for url in s.sources
             }
         return self._sources
@@ -139,26 +145,34 @@ class Cache:
         dry_run: bool = False,
         max_delete: int | None = None,
         force: bool = False,
+        s3_endpoint: str | None = None,
     ) -> SyncReport:
-        """Reconcile the index with the sources' listings (remembering new `sources`)."""
+        """Reconcile the index with the sources' listings (remembering new `sources` and a
+        new `s3_endpoint`)."""
         from .sync import sync
 
-        if sources:
-            chosen = [normalise_source(s) for s in sources]
-            if chosen != self.settings.sources and self._sources:
+        if sources or s3_endpoint:
+            chosen = ([normalise_source(s, self.settings.presets) for s in sources]
+                      if sources else self.settings.sources)
+            endpoint = s3_endpoint or self.settings.s3_endpoint
+            if (chosen != self.settings.sources or endpoint != self.settings.s3_endpoint) \
+                    and self._sources:
                 for source in self._sources.values():
                     source.close()
                 self._sources = None
             self.settings.sources = chosen
+            self.settings.s3_endpoint = endpoint
         index = self.index
         keep = None if index.readonly else self.store.put_header  # for the mount
         report = sync(index, list(self.sources().values()), workers=self.settings.workers,
                       header_cap=self.settings.host_connections,
                       dry_run=dry_run, max_delete=max_delete, force=force,
                       progress=self.progress, keep_header=keep)
-        if (sources or self._explicit_sources) and not dry_run:
+        if (sources or s3_endpoint or self._explicit_sources) and not dry_run:
             config = read_config_file(self.root)
             config["sources"] = self.settings.sources
+            if s3_endpoint:
+                config["s3_endpoint"] = s3_endpoint
             write_config_file(self.root, config)
         return report
 

@@ -10,9 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import CacheError, UsageError
+from .presets import ESA_FULL, ESA_VALID
 
-ESA_FULL = "https://sasdev-xmm.esac.esa.int/pub/ccf/constituents/"
-ESA_VALID = "https://sasdev-xmm.esac.esa.int/pub/ccf/valid_constituents/"
 DEFAULT_SOURCES = (ESA_FULL, ESA_VALID)
 CONFIG_NAME = "config.json"
 
@@ -31,6 +30,8 @@ class Settings:
     shared: bool = False  # `init --shared`: group-writable folders, umask 0o002 when writing
     group: str | None = None
     site_dir: Path | None = None  # a read-only site cache read before this one
+    presets: dict[str, str] = field(default_factory=dict)  # site names for sources (presets.py)
+    s3_endpoint: str | None = None  # an S3 service other than AWS (path-style addressing)
 
 
 def default_cache_dir() -> Path:
@@ -124,8 +125,12 @@ def load_settings(
     config = read_config_file(root) if root.is_dir() else {}
     site = resolve_site_dir(config, root)
     # a personal overlay without its own sources fetches from where the site cache does
-    chosen_sources = (sources or config.get("sources") or _site_config(site).get("sources")
+    site_config = _site_config(site)
+    chosen_sources = (sources or config.get("sources") or site_config.get("sources")
                       or list(DEFAULT_SOURCES))
+    presets = {**_string_map(site_config.get("presets")), **_string_map(config.get("presets"))}
+    endpoint = (os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+                or config.get("s3_endpoint") or site_config.get("s3_endpoint") or None)
     return Settings(
         cache_dir=root,
         sources=[str(s) for s in chosen_sources],
@@ -137,4 +142,13 @@ def load_settings(
         shared=bool(config.get("shared", False)),
         group=config.get("group") or None,
         site_dir=site,
+        presets=presets,
+        s3_endpoint=str(endpoint) if endpoint else None,
     )
+
+
+def _string_map(value: object) -> dict[str, str]:
+    """A config.json object of names to strings (anything else ignored), keys lower-case."""
+    if not isinstance(value, dict):
+        return {}
+    return {str(k).lower(): v for k, v in value.items() if isinstance(v, str)}

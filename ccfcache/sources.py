@@ -1,6 +1,6 @@
-"""Open the transport for a source URL: an HTTP(S) folder (`transport_http`) or a local folder
-(`transport_local`). What a transport can do is defined in `transport.py`; the download loop
-that drives one is `download.py`. Other transports (S3) plug in here.
+"""Open the transport for a source URL: an HTTP(S) folder (`transport_http`), a local folder
+(`transport_local`) or an S3 prefix (`transport_s3`). What a transport can do is defined in
+`transport.py`; the download loop that drives one is `download.py`.
 """
 
 from __future__ import annotations
@@ -20,14 +20,22 @@ def is_local(url: str) -> bool:
 
 
 def open_source(url: str, *, timeout: float = 30.0, retries: int = 4, backoff: float = 0.5,
-                pool: int = 16, host_connections: int | None = None) -> Transport:
+                pool: int = 16, host_connections: int | None = None,
+                s3_endpoint: str | None = None) -> Transport:
     """The right transport for `url`."""
     if is_local(url):
         from .transport_local import LocalTransport
 
         return LocalTransport(url)
+    if url.startswith("s3://"):
+        from .transport_s3 import S3Transport
+
+        return S3Transport(url, endpoint=s3_endpoint, timeout=timeout, retries=retries,
+                           backoff=backoff, pool=pool, host_connections=host_connections)
     if not url.startswith(("http://", "https://")):
-        raise ListingError(f"unsupported source URL (use http(s)://, file:// or a folder): {url}")
+        raise ListingError(
+            f"unsupported source URL (use http(s)://, s3://, file://, a folder or a preset): {url}"
+        )
     from .transport_http import HttpTransport
 
     return HttpTransport(url, timeout=timeout, retries=retries, backoff=backoff, pool=pool,

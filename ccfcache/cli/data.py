@@ -13,7 +13,13 @@ from .common import CacheDir, JsonFlag, human, open_cache, print_json, print_tab
 def sync(
     source: Annotated[
         list[str] | None,
-        typer.Option("--source", help="Source URL or folder (repeatable; remembered)."),
+        typer.Option("--source", help="Source URL, folder or preset: esa, esa-valid, heasarc, "
+                     "heasarc-caldb, heasarc-s3 (repeatable; remembered)."),
+    ] = None,
+    s3_endpoint: Annotated[
+        str | None,
+        typer.Option("--s3-endpoint", help="S3 service for s3:// sources other than AWS "
+                     "(path-style; remembered; default $AWS_ENDPOINT_URL)."),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change.")] = False,
     max_delete: Annotated[
@@ -27,7 +33,8 @@ def sync(
 ) -> None:
     """Read the sources' listings and the headers of new or changed constituents."""
     with open_cache(cache_dir) as cache:
-        report = cache.sync(source, dry_run=dry_run, max_delete=max_delete, force=force)
+        report = cache.sync(source, dry_run=dry_run, max_delete=max_delete, force=force,
+                            s3_endpoint=s3_endpoint)
     if as_json:
         print_json(report.as_dict())
     else:

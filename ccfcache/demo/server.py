@@ -346,6 +346,59 @@ def render_other_listing(
     return "".join(out)
 
 
+def s3_list_objects(bucket: str, folder: Path, query: str, max_keys_cap: int) -> bytes:
+    """A ListObjectsV2 answer for the files under `folder` (keys are their relative paths)."""
+    import base64
+    from urllib.parse import parse_qs
+    from xml.sax.saxutils import escape
+
+    params = {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}
+    prefix = params.get("prefix", "")
+    delimiter = params.get("delimiter", "")
+    try:
+        max_keys = max(0, min(int(params.get("max-keys", "1000")), max_keys_cap))
+    except ValueError:
+        max_keys = max_keys_cap
+    token = params.get("continuation-token")
+    start = int(base64.urlsafe_b64decode(token.encode()).decode()) if token else 0
+    keys = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    items: list[tuple[str, str]] = []  # ("key" | "prefix", value), in key order
+    for key in keys:
+        if not key.startswith(prefix):
+            continue
+        rest = key[len(prefix):]
+        if delimiter and delimiter in rest:
+            common = prefix + rest.split(delimiter, 1)[0] + delimiter
+            if not items or items[-1] != ("prefix", common):
+                items.append(("prefix", common))
+        else:
+            items.append(("key", key))
+    page = items[start:start + max_keys]
+    truncated = start + max_keys < len(items)
+    out = ['<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult '
+           'xmlns="http://s3.amazonaws.com/doc/2006-03-01/">',
+           f"<Name>{escape(bucket)}</Name><Prefix>{escape(prefix)}</Prefix>"
+           f"<KeyCount>{len(page)}</KeyCount><MaxKeys>{max_keys}</MaxKeys>"
+           f"<Delimiter>{escape(delimiter)}</Delimiter>"
+           f"<IsTruncated>{'true' if truncated else 'false'}</IsTruncated>"]
+    if token:
+        out.append(f"<ContinuationToken>{escape(token)}</ContinuationToken>")
+    if truncated:
+        following = base64.urlsafe_b64encode(str(start + max_keys).encode()).decode()
+        out.append(f"<NextContinuationToken>{following}</NextContinuationToken>")
+    for kind, value in page:
+        if kind == "prefix":
+            out.append(f"<CommonPrefixes><Prefix>{escape(value)}</Prefix></CommonPrefixes>")
+            continue
+        stat = (folder / value).stat()
+        modified = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(stat.st_mtime))
+        out.append(f"<Contents><Key>{escape(value)}</Key><LastModified>{modified}"
+                   f"</LastModified><ETag>{escape(_etag(stat))}</ETag><Size>{stat.st_size}"
+                   "</Size><StorageClass>STANDARD</StorageClass></Contents>")
+    out.append("</ListBucketResult>\n")
+    return "".join(out).encode("utf-8")
+
+
 class _Server(ThreadingHTTPServer):
     """ThreadingHTTPServer that tracks open connections so `stop` can end them."""
 
@@ -426,7 +479,9 @@ class _Handler(BaseHTTPRequestHandler):
         if target is None:
             self._simple(404, b"Not Found\n", head=head)
             return
-        if target.is_dir() and not path.endswith("/"):
+        s3_listing = target.is_dir() and path.rstrip("/") + "/" in owner.s3_buckets and (
+            "list-type=2" in query.split("&"))
+        if target.is_dir() and not path.endswith("/") and not s3_listing:
             self._redirect(path + "/", 301, head=head)
             return
         segment = path.rstrip("/").rpartition("/")[2]
@@ -447,7 +502,10 @@ class _Handler(BaseHTTPRequestHandler):
                 extra["Retry-After"] = str(status.params["retry_after"])
             self._simple(code, f"Error {code}\n".encode(), head=head, extra=extra)
             return
-        if target.is_dir():
+        if s3_listing:
+            body = s3_list_objects(path.strip("/"), target, query, owner.s3_max_keys)
+            self._simple(200, body, head=head, content_type="application/xml")
+        elif target.is_dir():
             self._listing(path, target, query, faults, head=head)
         elif target.is_file():
             self._file(path, target, faults, head=head)
@@ -667,6 +725,8 @@ class ArchiveServer:
         self.port = port
         self.listing_style = listing_style
         self.href_form = href_form
+        self.s3_buckets: set[str] = set()  # mount prefixes that also answer ListObjectsV2
+        self.s3_max_keys = 1000
         self.chunk_size = chunk_size
         self.errors: list[str] = []
         self._lock = threading.Lock()
@@ -767,6 +827,16 @@ class ArchiveServer:
                 return None
             return target
         return None
+
+    def add_s3_bucket(self, bucket: str, folder: Path, *, max_keys: int = 1000) -> str:
+        """Serve `folder` as an S3 bucket, path-style: `GET /BUCKET?list-type=2&prefix=P`
+        answers ListObjectsV2 XML (at most `max_keys` keys a page, with continuation tokens),
+        `GET /BUCKET/KEY` the object (Range, ETag). Returns the endpoint URL."""
+        self.set_mount(f"/{bucket}/", folder)
+        with self._lock:
+            self.s3_buckets.add(f"/{bucket}/")
+            self.s3_max_keys = max_keys
+        return self.base_url
 
     # -- faults --------------------------------------------------------------------------------
 
