@@ -92,7 +92,7 @@ class HttpClient:
         for _ in range(MAX_REDIRECTS + 1):
             request = self.client.build_request(method, target, headers=headers)
             response = self.client.send(request, stream=True)
-            if not response.is_redirect:
+            if not response.has_redirect_location:  # (a 304 is no redirect)
                 return response
             location = urljoin(target, response.headers.get("location", ""))
             response.close()

@@ -352,3 +352,32 @@ class Index:
         """The sources that list this version now."""
         return [r["source"] for r in self.query(
             "SELECT source FROM listings WHERE version_id = ? ORDER BY source", (version_id,))]
+
+    # -- conditional listings -------------------------------------------------------------
+    # One row per source: the validators its last complete listing came with (ETag,
+    # Last-Modified), so the next sync can ask whether it changed. Created on first use: an
+    # older index simply has none yet.
+    _LISTING_VALIDATORS = ("CREATE TABLE IF NOT EXISTS listing_validators (source TEXT PRIMARY "
+                           "KEY, etag TEXT, last_modified TEXT, stored_at FLOAT)")
+
+    def listing_validators(self, source: str) -> tuple[str | None, str | None] | None:
+        """(ETag, Last-Modified) of `source`'s last complete listing, or None."""
+        try:
+            rows = self.query("SELECT etag, last_modified FROM listing_validators "
+                              "WHERE source = ?", (source,))
+        except sqlite3.OperationalError:  # no such table: an index from before
+            return None
+        return (rows[0]["etag"], rows[0]["last_modified"]) if rows else None
+
+    def set_listing_validators(self, db: sqlite_utils.Database, source: str,
+                               etag: str | None, last_modified: str | None) -> None:
+        """Inside a write transaction: remember (or, with neither, forget) a listing's
+        validators."""
+        db.execute(self._LISTING_VALIDATORS)
+        if etag is None and last_modified is None:
+            db.execute("DELETE FROM listing_validators WHERE source = ?", (source,))
+            return
+        db.execute("INSERT INTO listing_validators (source, etag, last_modified, stored_at) "
+                   "VALUES (?, ?, ?, ?) ON CONFLICT(source) DO UPDATE SET etag = excluded.etag, "
+                   "last_modified = excluded.last_modified, stored_at = excluded.stored_at",
+                   (source, etag, last_modified, time.time()))

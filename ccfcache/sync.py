@@ -18,6 +18,7 @@ from .listing import Listing, ListingEntry
 from .progress import NullProgress, Progress
 from .reconcile import SyncPlan, check_withdrawal_safety, plan_sync
 from .sources import Head, Source
+from .transport import ListingValidators, NotModified
 
 
 @dataclass
@@ -41,18 +42,38 @@ class SyncReport:
         return {k: v for k, v in self.__dict__.items()}
 
 
-def fetch_listings(sources: list[Source]) -> dict[str, Listing]:
-    """Every source's listing; any failure or empty listing stops the sync before changes."""
+def fetch_listings(sources: list[Source], index: Index | None = None,
+                   ) -> tuple[dict[str, Listing], set[str]]:
+    """Every source's listing, and the sources whose listing did not change since the last
+    complete sync (a conditional GET answered 304: their listing is None here and is taken
+    from the index). Any failure or empty listing stops the sync before changes."""
     listings: dict[str, Listing] = {}
+    unchanged: set[str] = set()
     for source in sources:
-        listing = source.listing()
+        known = index.listing_validators(source.url) if index is not None else None
+        # (a transport that keeps no validators is always asked plainly)
+        listing = source.listing(ListingValidators(*known)) if known else source.listing()
+        if isinstance(listing, NotModified):
+            unchanged.add(source.url)
+            continue
         if not listing.entries:
             raise ListingError(
                 f"listing {source.url} holds no constituents; refusing to treat that as the "
                 "truth (nothing changed)"
             )
         listings[source.url] = listing
-    return listings
+    return listings, unchanged
+
+
+def _listing_from_index(url: str, known: dict[tuple[str, str], dict]) -> Listing:
+    """The listing of a source that answered 304, as the index recorded it (every entry
+    unchanged for `plan_sync`)."""
+    listing = Listing(source=url)
+    for (source, name), row in known.items():
+        if source == url:
+            listing.entries[name] = ListingEntry(name=name, href=name, size=None,
+                                                 size_hint=row["size_hint"], mtime=row["mtime"])
+    return listing
 
 
 def _version_fields(name: str, head: Head) -> dict:
@@ -191,7 +212,8 @@ _UPSERT_CONSTITUENT = (
 
 
 def apply_sync(index: Index, plan: SyncPlan, heads: list[tuple[str, ListingEntry, Head, dict]],
-               listings: dict[str, Listing], report: SyncReport) -> None:
+               listings: dict[str, Listing], report: SyncReport,
+               not_modified: set[str] = frozenset()) -> None:
     """Write the outcome of a sync into the index in one short transaction (plain SQL,
     batched: sqlite-utils' per-row table introspection cost 1 s per 1,000 headers)."""
     now = time.time()
@@ -234,6 +256,12 @@ def apply_sync(index: Index, plan: SyncPlan, heads: list[tuple[str, ListingEntry
                 "listed_count = excluded.listed_count, "
                 "added_at = COALESCE(sources.added_at, excluded.added_at)",
                 (url, now, now, len(listing.entries)))
+            # a listing is asked for conditionally next time only when every row of it is
+            # in the index now (a failed header read must be retried by the next sync)
+            if url not in not_modified:
+                complete = not report.failures
+                index.set_listing_validators(db, url, listing.etag if complete else None,
+                                             listing.last_modified if complete else None)
 
 
 def sync(
@@ -250,13 +278,15 @@ def sync(
 ) -> SyncReport:
     """Reconcile the index with the sources; see the module docstring."""
     progress = progress or NullProgress()
-    listings = fetch_listings(sources)
-    urls = set(listings)
+    listings, not_modified = fetch_listings(sources, index)
     known = {
         (row["source"], row["name"]): row
         for row in index.query("SELECT source, name, size, size_hint, mtime, version_id "
                                "FROM listings")
     }
+    for url in not_modified:
+        listings[url] = _listing_from_index(url, known)
+    urls = set(listings)
     # rows of sources no longer configured are dropped like names a source stopped listing
     known_rows = {key: row for key, row in known.items() if key[0] in urls}
     states = index.query("SELECT name, withdrawn_at FROM constituents")
@@ -286,5 +316,5 @@ def sync(
                                  cap=header_cap, keep_header=keep_header)
     report.read = len(heads)
     report.failures = failures
-    apply_sync(index, plan, heads, listings, report)
+    apply_sync(index, plan, heads, listings, report, not_modified)
     return report

@@ -228,3 +228,92 @@ def test_impossible_sizes_reject_one_row(fresh, server, archive) -> None:
     assert shown in report.rejected[server.url("/pub/ccf/constituents/")]
     listed = len(archive.full_names()) + len(archive.valid_names())  # (source, name) pairs
     assert report.read == listed - 2
+
+
+# -- a polite client --------------------------------------------------------------------------
+def test_every_request_says_who_it_is_and_asks_for_plain_bytes(fresh, server, archive) -> None:
+    """User-Agent `ccfcache/<version> (+project URL)` on every request (listings, header reads,
+    downloads); Accept-Encoding: identity on every byte request. Fails without the fix: the
+    User-Agent was the bare word `ccfcache`."""
+    from ccfcache import __version__
+
+    fresh.sync()
+    fresh.fetch([sorted(archive.full_names())[0]])
+    seen = server.request_headers
+    assert len(seen) > 10
+    agent = f"ccfcache/{__version__} (+https://github.com/ccfcache/ccfcache)"
+    assert {headers.get("User-Agent") for _, headers in seen} == {agent}
+    files = [headers for path, headers in seen if path.endswith(".CCF")]
+    assert files and all(h.get("Accept-Encoding") == "identity" for h in files)
+
+
+def test_retry_after_as_a_date_is_honoured(synced, server, archive) -> None:
+    """A 503 whose Retry-After is an HTTP date 2 s ahead: the next try waits for it. Fails
+    without the fix: only the seconds form was read, the retry came after the 10 ms backoff."""
+    import email.utils
+    import time
+
+    name = sorted(archive.full_names())[0]
+    when = email.utils.formatdate(time.time() + 2, usegmt=True)
+    server.set_fault("status", name=name, times=1, on="file", code=503, retry_after=when)
+    started = time.monotonic()
+    synced.fetch([name])
+    assert time.monotonic() - started >= 1.0
+    assert server.counts(name).gets == 2
+
+
+def test_retry_after_values() -> None:
+    """The pure decision: seconds or an HTTP date, capped, nonsense ignored."""
+    import email.utils
+
+    from ccfcache.retry import retry_after_seconds
+
+    now = 1_000_000_000.0
+    assert retry_after_seconds("7", now=now) == 7
+    assert retry_after_seconds(email.utils.formatdate(now + 30, usegmt=True), now=now) == 30
+    assert retry_after_seconds(email.utils.formatdate(now - 30, usegmt=True), now=now) == 0
+    assert retry_after_seconds("86400", now=now, cap=60) == 60
+    assert retry_after_seconds("soon", now=now) is None
+    assert retry_after_seconds("nan", now=now) is None
+
+
+def test_requests_in_flight_per_host_are_capped(tmp_path, server, source_urls, archive,
+                                                monkeypatch) -> None:
+    """With host_connections 2, eight workers never have more than two requests in flight at
+    the server (listings, header reads and downloads alike). Fails without the fix: eight."""
+    monkeypatch.setenv("CCFCACHE_HOST_CONNECTIONS", "2")
+    with Cache(tmp_path / "capped", sources=source_urls, workers=8) as cache:
+        assert cache.settings.host_connections == 2
+        cache.sync()
+        server.reset_counts()
+        cache.fetch(sorted(archive.full_names())[:12])
+    assert server.peak_in_flight <= 2
+    assert server.total_requests() >= 12
+
+
+def test_no_change_sync_costs_one_request_per_source(fresh, server) -> None:
+    """The second sync asks each listing with If-None-Match / If-Modified-Since; the server
+    answers 304 and nothing else is asked. Fails without the fix: both listings were sent
+    whole again."""
+    first = fresh.sync()
+    server.reset_counts()
+    again = fresh.sync()
+    assert again.read == 0 and not again.failures and again.withdrawn == []
+    assert again.sources == first.sources
+    assert server.total_requests() == 2, server.request_log
+    for path in ("/pub/ccf/constituents/", "/pub/ccf/valid_constituents/"):
+        assert server.counts(path).not_modified == 1
+    assert all("If-None-Match" in headers for _, headers in server.request_headers)
+
+
+def test_a_changed_listing_is_sent_whole(own, archive) -> None:
+    """After a conditional GET, a listing that changed comes whole (200) and is read."""
+    server, root, cache = own
+    name = sorted(archive.full_names())[2]
+    cache.sync()
+    server.reset_counts()
+    for path in _copies(root, name):
+        path.unlink()
+    report = cache.sync()
+    assert name in report.withdrawn
+    assert server.counts("/pub/ccf/constituents/").not_modified == 0
