@@ -3,6 +3,7 @@ ratios measured in the same run.
 
     python benchmarks/bench_all.py                       # quick run: sizes / 100 (~1.5 min)
     python benchmarks/bench_all.py --only 1,3            # some measurements only
+    python benchmarks/bench_all.py --only 7,8 --plot     # and write docs/bench-*.png
     python benchmarks/bench_all.py --scale 1 --scale-counts 1550,10000,100000   # full run
 
 1 cold start to a CIF vs rsync + header scan   2 warm CIF vs astropy header scan
@@ -101,6 +102,8 @@ def parse(argv: list[str] | None = None, *, only: bool = True) -> argparse.Names
     if only:
         parser.add_argument("--only", default="1,2,3,4,5,6,7,8",
                             help="comma-separated measurement numbers")
+        parser.add_argument("--plot", action="store_true",
+                            help="write PNG figures into docs/ (matplotlib, the bench extra)")
     return parser.parse_args(argv)
 
 
@@ -128,6 +131,10 @@ def run_benches(numbers: list[int], args: argparse.Namespace) -> bc.Results:
     bc.print_table(ctx.results)
     if args.json:
         bc.save_json(ctx.results, args.json, meta)
+    if getattr(args, "plot", False):
+        import bench_plot
+
+        bench_plot.plot_all(ctx.results.data, meta)
     return ctx.results
 
 

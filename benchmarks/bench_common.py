@@ -101,6 +101,7 @@ class Row:
 class Results:
     rows: list[Row] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)  # tables that are not ratios
+    data: dict[str, Any] = field(default_factory=dict)  # raw figures for the plots (not printed)
 
     def add(self, row: Row) -> Row:
         self.rows.append(row)
@@ -167,7 +168,8 @@ def print_table(results: Results, out=sys.stdout) -> None:
 
 
 def save_json(results: Results, path: Path, meta: dict) -> None:
-    data = {"meta": meta, "rows": [r.__dict__ for r in results.rows], "extra": results.extra}
+    data = {"meta": meta, "rows": [r.__dict__ for r in results.rows], "extra": results.extra,
+            "data": results.data}
     path.write_text(json.dumps(data, indent=1, default=str) + "\n")
 
 

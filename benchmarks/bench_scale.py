@@ -149,6 +149,8 @@ def bench(ctx) -> None:
                 for k, v in figures.items()}
         rss_sync = max(first["maxrss_mib"], same["maxrss_mib"], one["maxrss_mib"])
         rss_cif = max(cold["maxrss_mib"], warm["maxrss_mib"])
+        ctx.results.data.setdefault("scale", []).append(
+            {"count": count, **figures, "rss_sync_mib": rss_sync, "rss_cif_mib": rss_cif})
         table.append({"constituents": count, **grow, "peak RSS sync (MiB)": f"{rss_sync:.0f}",
                       "peak RSS cif (MiB)": f"{rss_cif:.0f}"})
         ctx.results.add(bc.Row("7", f"{count} listed: warm CIF build ({warm['rows']} rows)",
@@ -157,6 +159,14 @@ def bench(ctx) -> None:
                                f"no-change sync {same['seconds']:.2f} s, 1% sync "
                                f"{one['seconds']:.2f} s"))
         bc.drop_dir(folder.parent)
+    largest = ctx.results.data["scale"][-1]
+    count = largest["count"]
+    ctx.results.add(bc.Row("7", f"{count} listed: sync, no change", largest["sync, no change"],
+                           "target", 1.0, "s", 1.0 / largest["sync, no change"], "< 1 s",
+                           largest["sync, no change"] < 1.0))
+    ctx.results.add(bc.Row("7", f"{count} listed: peak RSS of a sync", largest["rss_sync_mib"],
+                           "target", 200.0, "MiB", 200.0 / largest["rss_sync_mib"], "< 200 MiB",
+                           largest["rss_sync_mib"] < 200.0))
     ctx.results.extra["7. scale (growth vs the first size in brackets; timings inside a child "
                       "process, without interpreter start-up)"] = table
 

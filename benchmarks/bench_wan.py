@@ -143,6 +143,7 @@ def bench(ctx) -> None:
                 row["rsync_valid_bytes"], "B", row["rsync_valid_bytes"] / row["ccfcache_bytes"],
                 "", None, f"full archive {bc.human_bytes(row['rsync_full_bytes'])}"))
     ctx.results.extra[f"8. cold CIF over a WAN, scale {opts.wan_scale:g}"] = table
+    ctx.results.data["wan"] = {"scale": opts.wan_scale, "profiles": table}
 
 
 if __name__ == "__main__":
