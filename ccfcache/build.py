@@ -195,15 +195,34 @@ def build_cif(
                   parameters=params, fullpath_dir=str(view) if fullpath else None, now=now)
     except OSError as exc:
         raise SelectionError(f"cannot write the CIF {target}: {exc.strerror or exc}") from exc
-    cif_id = record_cif(cache, target, obs, anal, category, historical, chosen, view, pin)
+    cif_id = record_cif(cache, target, obs, anal, category, historical, chosen, view, pin,
+                        anal_is_now=analysis_date is None)
     return CifResult(target, chosen, obs, anal, category, view, cif_id, selection.warnings)
 
 
+RECORD_AGAIN_S = 600.0  # an unchanged CIF built "now" is recorded again after this long
+
+
 def record_cif(cache: Cache, path: Path, obs: str, anal: str, category: str, historical: bool,
-               rows: list[dict], view: Path, pin: bool) -> int:
-    """Record a CIF in the index (replacing an older record of the same path)."""
+               rows: list[dict], view: Path, pin: bool, *, anal_is_now: bool = False) -> int:
+    """Record a CIF in the index (replacing an older record of the same path). A rebuild that
+    changes nothing (same rows, view, dates, pin) writes nothing: no write transaction on a
+    warm build. A CIF built for analysis date "now" counts as unchanged for RECORD_AGAIN_S."""
     summary = [{"name": r["name"], "version_id": r["id"], "xxh3": r["xxh3"], "md5": r["md5"],
                 "size": r["size"]} for r in rows]
+    text = json.dumps(summary)
+    recorded = cache.index.query(
+        "SELECT id, obs_date, analysis_date, category, historical, rows, view_dir, pinned, "
+        "created_at FROM cifs WHERE path = ?", (str(path),))
+    if recorded:
+        old = recorded[0]
+        same = (old["obs_date"], old["category"], old["historical"], old["rows"],
+                old["view_dir"], old["pinned"]) == (obs, category, int(historical), text,
+                                                    str(view), int(pin))
+        fresh = (old["analysis_date"] == anal or (
+            anal_is_now and (old["created_at"] or 0) >= time.time() - RECORD_AGAIN_S))
+        if same and fresh:
+            return int(old["id"])
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
@@ -213,7 +232,7 @@ def record_cif(cache: Cache, path: Path, obs: str, anal: str, category: str, his
         return db["cifs"].insert({
             "path": str(path), "obs_date": obs, "analysis_date": anal, "category": category,
             "historical": int(historical), "created_at": time.time(),
-            "host": socket.gethostname(), "user": user, "rows": json.dumps(summary),
+            "host": socket.gethostname(), "user": user, "rows": text,
             "view_dir": str(view), "pinned": int(pin),
         }).last_pk  # fmt: skip
 

@@ -64,6 +64,11 @@ class Layout:
         return None if self.site is None else self.site.blob_path(xxh3)
 
 
+def is_digest(text: str) -> bool:
+    """True for 32 lower-case hex digits (an xxh3-128 digest, as blobs are named)."""
+    return _HASH_RE.fullmatch(text) is not None
+
+
 def format_record() -> dict:
     """What CCFCACHE_FORMAT holds for this ccfcache."""
     from . import __version__

@@ -187,3 +187,23 @@ def test_cif_does_not_read_headers_again(synced, server, tmp_path):
     synced.cif("2015-06-01T00:00:00", ANAL, tmp_path / "b.cif")
     # only whole-file GETs of newly selected files; no header Range reads
     assert all(rng is None for _, path, rng in server.request_log)
+
+
+def test_a_warm_rebuild_that_changes_nothing_writes_nothing_to_the_index(synced, tmp_path):
+    import sqlite3
+
+    out = tmp_path / "ccf.cif"
+    first = synced.cif(OBS, None, out)  # analysis date "now"
+    watcher = sqlite3.connect(synced.layout.db)
+    try:
+        before = watcher.execute("PRAGMA data_version").fetchone()[0]
+        again = synced.cif(OBS, None, out)
+        assert watcher.execute("PRAGMA data_version").fetchone()[0] == before
+        assert again.cif_id == first.cif_id and out.is_file()
+        # another analysis date, or a pin, is a change: recorded
+        synced.cif(OBS, ANAL, out, pin=True)
+        assert watcher.execute("PRAGMA data_version").fetchone()[0] != before
+        listed = [c for c in synced.cifs() if c["path"] == str(out)]
+        assert listed[0]["analysis_date"].startswith(ANAL[:10]) and listed[0]["pinned"] == 1
+    finally:
+        watcher.close()
