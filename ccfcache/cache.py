@@ -12,8 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import load_settings, read_config_file, write_config_file
-from .errors import CacheError, UnknownConstituent
+from .config import load_settings, offline, read_config_file, write_config_file
+from .errors import CacheError, OfflineError, UnknownConstituent
 from .layout import Layout
 from .names import canonical_name
 from .progress import NullProgress, Progress
@@ -162,19 +162,24 @@ class Cache:
                 self._sources = None
             self.settings.sources = chosen
             self.settings.s3_endpoint = endpoint
+        if offline():
+            raise OfflineError(
+                "offline: sync reads the sources' listings and headers "
+                f"({', '.join(self.settings.sources)}); run it without --offline / "
+                "CCFCACHE_OFFLINE")
         index = self.index
-        keep = None if index.readonly else self.store.put_header  # for the mount
-        report = sync(index, list(self.sources().values()), workers=self.settings.workers,
-                      header_cap=self.settings.host_connections,
-                      dry_run=dry_run, max_delete=max_delete, force=force,
-                      progress=self.progress, keep_header=keep)
         if (sources or s3_endpoint or self._explicit_sources) and not dry_run:
+            # remembered before the sync, so that a failed sync still keeps the user's choice
             config = read_config_file(self.root)
             config["sources"] = self.settings.sources
             if s3_endpoint:
                 config["s3_endpoint"] = s3_endpoint
             write_config_file(self.root, config)
-        return report
+        keep = None if index.readonly else self.store.put_header  # for the mount
+        return sync(index, list(self.sources().values()), workers=self.settings.workers,
+                    header_cap=self.settings.host_connections,
+                    dry_run=dry_run, max_delete=max_delete, force=force,
+                    progress=self.progress, keep_header=keep)
 
     def _synced_once(self) -> bool:
         return bool(self.index.query("SELECT 1 FROM sources WHERE listed_at IS NOT NULL"))

@@ -101,6 +101,45 @@ def _site_config(site: Path | None) -> dict:
         return {}
 
 
+# config.json keys, with a check of each value: (what it must be, test)
+def _is_int_at_least(minimum: int):
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= minimum
+
+
+_CONFIG_KEYS = {
+    "sources": ("a list of URLs or folders",
+                lambda v: isinstance(v, list) and all(isinstance(s, str) and s for s in v)),
+    "workers": ("a whole number >= 1", _is_int_at_least(1)),
+    "timeout": ("a number of seconds > 0",
+                lambda v: isinstance(v, int | float) and not isinstance(v, bool) and v > 0),
+    "retries": ("a whole number >= 0", _is_int_at_least(0)),
+    "shared": ("true or false", lambda v: isinstance(v, bool)),
+    "group": ("a group name", lambda v: v is None or isinstance(v, str)),
+    "site_dir": ("a folder path", lambda v: v is None or isinstance(v, str)),
+}
+
+
+def validate_config(config: dict, path: Path) -> None:
+    """A one-line CacheError naming the first key of config.json whose value is wrong.
+    Keys this version does not know are left alone (a newer ccfcache may have written them)."""
+    for key, (what, ok) in _CONFIG_KEYS.items():
+        if key in config and not ok(config[key]):
+            raise CacheError(f"{path}: {key!r} must be {what}, not {json.dumps(config[key])}; "
+                             "fix or delete the key")
+
+
+def offline() -> bool:
+    """`--offline` / CCFCACHE_OFFLINE=1: contact no server."""
+    return os.environ.get("CCFCACHE_OFFLINE", "").strip().lower() in {"1", "yes", "true", "on"}
+
+
+def missing_offline(names: list[str]) -> str:
+    """The message when --offline stops a download: exactly which files are missing."""
+    shown = ", ".join(sorted(names)[:20]) + (", ..." if len(names) > 20 else "")
+    return (f"offline: {len(names)} files are not in the cache ({shown}); run again without "
+            "--offline / CCFCACHE_OFFLINE to download them")
+
+
 def _env_int(name: str, default: int, *, minimum: int = 1) -> int:
     value = os.environ.get(name)
     if value is None:
@@ -123,6 +162,7 @@ def load_settings(
     """Resolve the settings for one cache from arguments, environment and config file."""
     root = resolve_cache_dir(cache_dir)
     config = read_config_file(root) if root.is_dir() else {}
+    validate_config(config, root / CONFIG_NAME)
     site = resolve_site_dir(config, root)
     # a personal overlay without its own sources fetches from where the site cache does
     site_config = _site_config(site)

@@ -6,7 +6,8 @@
     ├── InvalidHeader        a FITS header that cannot be read or lacks the indexing keywords
     ├── ListingError         a source listing that cannot be fetched or parsed, or looks broken
     ├── FetchError           a download that failed (network, HTTP status, size or hash mismatch)
-    │   └── TransferError    a transfer cut short (reset, timeout, too slow): worth another try
+    │   ├── TransferError    a transfer cut short (reset, timeout, too slow): worth another try
+    │   └── OfflineError     a download or sync refused because of --offline / CCFCACHE_OFFLINE
     ├── UnknownConstituent   a name the index does not know
     ├── CacheError           the cache folder or its index cannot be used (permissions, version)
     ├── SelectionError       a CIF that cannot be built (nothing selected, files missing)
@@ -45,6 +46,10 @@ class FetchError(CcfCacheError):
 
 class TransferError(FetchError):
     """A transfer cut short (connection reset, timeout, below the minimum rate): retryable."""
+
+
+class OfflineError(FetchError):
+    """Work that needs a server, refused because of --offline / CCFCACHE_OFFLINE=1."""
 
 
 class UnknownConstituent(CcfCacheError, KeyError):

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import xxhash
 
+from .config import missing_offline, offline
 from .download import download
-from .errors import CcfCacheError, FetchError
+from .errors import CcfCacheError, FetchError, OfflineError
 from .index import Index
 from .locks import FileLock
 from .progress import NullProgress, Progress
@@ -82,6 +83,8 @@ class Fetcher:
             from .shared import readonly_fetch_error
 
             raise readonly_fetch_error(self.store.layout.root, missing[0]["name"])
+        if missing and offline():
+            raise OfflineError(missing_offline([v["name"] for v in missing]))
         if missing:
             total = sum(int(v["size"]) for v in missing)
             self.progress.start(f"fetching {len(missing)} files", total, "bytes")

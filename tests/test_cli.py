@@ -114,19 +114,19 @@ def test_cif_from_odf(cli_cache, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("args", "needle"),
+    ("args", "needle", "code"),
     [
-        (["path", "../x.CCF"], "not a constituent name"),
-        (["path", "EPN_NOSUCH_0001.CCF"], "EPN_NOSUCH_0001.CCF"),
-        (["cif", "--obs-date", "2021-02-30"], "2021-02-30"),
-        (["cif"], "--obs-date"),
-        (["cif", "--odf", "/nonexistent/odf"], "/nonexistent/odf"),
+        (["path", "../x.CCF"], "not a constituent name", 1),
+        (["path", "EPN_NOSUCH_0001.CCF"], "EPN_NOSUCH_0001.CCF", 1),
+        (["cif", "--obs-date", "2021-02-30"], "2021-02-30", 1),
+        (["cif"], "--obs-date", 2),  # a usage error
+        (["cif", "--odf", "/nonexistent/odf"], "/nonexistent/odf", 1),
     ],
 )
-def test_bad_input_is_one_line_and_nonzero(cli_cache, args, needle, tmp_path):
+def test_bad_input_is_one_line_and_nonzero(cli_cache, args, needle, code, tmp_path):
     before = sorted(p.name for p in cli_cache.rglob("*"))
     result = run(*args[:1], "--cache-dir", str(cli_cache), *args[1:])
-    assert result.exit_code == 1
+    assert result.exit_code == code
     assert needle in one_line_error(result)
     assert "Traceback" not in result.output
     assert sorted(p.name for p in cli_cache.rglob("*")) == before

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..errors import CcfCacheError
-from .common import CacheDir, JsonFlag, fail, human, open_cache, print_json
+from .common import CacheDir, JsonFlag, fail, human, open_cache, print_json, usage_error
 
 
 def prune(
@@ -38,7 +38,7 @@ def prune(
         grace_s = parse_duration(grace)
     except CcfCacheError as exc:
         fail(str(exc))
-    with open_cache(cache_dir, progress=False) as cache:
+    with open_cache(cache_dir, progress=False, create=False) as cache:
         plan = run_prune(cache, older_than=age, max_size=size, grace=grace_s, dry_run=dry_run)
     if as_json:
         print_json(plan.as_dict())
@@ -62,8 +62,11 @@ def prune(
 
 
 def verify(
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Check sizes and view links only (no re-hash).")
+    ] = False,
     full: Annotated[
-        bool, typer.Option("--full", help="Re-hash every blob (in parallel).")
+        bool, typer.Option("--full", help="Re-hash every blob (the default; kept for scripts).")
     ] = False,
     sample: Annotated[
         float | None, typer.Option("--sample", help="Re-hash a random PCT percent of blobs.")
@@ -77,11 +80,14 @@ def verify(
     cache_dir: CacheDir = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Check blobs (sizes, links; hashes with --full/--sample); exit 1 if anything is wrong."""
+    """Re-hash every blob (--quick: sizes and links only); exit 1 if anything is wrong."""
+    if quick and (full or sample is not None):
+        usage_error("--quick checks no hashes: give it without --full or --sample")
+    full = not quick and sample is None
     from ..verify import verify as run_verify
     from ..verify import verify_cif
 
-    with open_cache(cache_dir, progress=False) as cache:
+    with open_cache(cache_dir, progress=False, create=False) as cache:
         if cif is not None:
             report = verify_cif(cache, cif)
         else:
@@ -113,7 +119,7 @@ def doctor(
     """Check the index; rebuild a missing or corrupt one from a sync and the blobs on disk."""
     from ..doctor import doctor as run_doctor
 
-    with open_cache(cache_dir) as cache:
+    with open_cache(cache_dir, create=False) as cache:
         report = run_doctor(cache, rebuild=rebuild)
     if as_json:
         print_json(report.as_dict())
@@ -139,7 +145,7 @@ def doctor(
 def _pin(cif: str, cache_dir: Path | None, as_json: bool, pinned: bool) -> None:
     from ..prune import set_pinned
 
-    with open_cache(cache_dir, progress=False) as cache:
+    with open_cache(cache_dir, progress=False, create=False) as cache:
         record = set_pinned(cache, cif, pinned)
     if as_json:
         print_json(record)

@@ -6,16 +6,21 @@ from typing import Annotated
 
 import typer
 
-from .common import CacheDir, JsonFlag, human, open_cache, print_json, print_table
+from .common import (
+    CacheDir,
+    JsonFlag,
+    SourceOpt,
+    announce_first_sync,
+    download_summary,
+    human,
+    open_cache,
+    print_json,
+    print_table,
+)
 
 
-# -- commands ---------------------------------------------------------------------------------
 def sync(
-    source: Annotated[
-        list[str] | None,
-        typer.Option("--source", help="Source URL, folder or preset: esa, esa-valid, heasarc, "
-                     "heasarc-caldb, heasarc-s3 (repeatable; remembered)."),
-    ] = None,
+    source: SourceOpt = None,
     s3_endpoint: Annotated[
         str | None,
         typer.Option("--s3-endpoint", help="S3 service for s3:// sources other than AWS "
@@ -32,7 +37,8 @@ def sync(
     as_json: JsonFlag = False,
 ) -> None:
     """Read the sources' listings and the headers of new or changed constituents."""
-    with open_cache(cache_dir) as cache:
+    with open_cache(cache_dir, sources=source) as cache:
+        announce_first_sync(cache, always=True, quiet=as_json)
         report = cache.sync(source, dry_run=dry_run, max_delete=max_delete, force=force,
                             s3_endpoint=s3_endpoint)
     if as_json:
@@ -65,12 +71,15 @@ def sync(
 
 def fetch(
     names: Annotated[list[str], typer.Argument(help="Constituent names.")],
+    source: SourceOpt = None,
     cache_dir: CacheDir = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Download constituents now (in parallel) and print their local paths."""
-    with open_cache(cache_dir) as cache:
+    with open_cache(cache_dir, sources=source) as cache:
+        announce_first_sync(cache, quiet=as_json)
         paths = cache.fetch(names)
+        download_summary(cache, len(paths), quiet=as_json)
     if as_json:
         print_json({name: str(path) for name, path in paths.items()})
     else:
@@ -80,11 +89,19 @@ def fetch(
 
 def path(
     names: Annotated[list[str], typer.Argument(help="Constituent names.")],
+    source: SourceOpt = None,
     cache_dir: CacheDir = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Print the local path of each constituent, fetching it first if needed."""
-    with open_cache(cache_dir) as cache:
+    with open_cache(cache_dir, sources=source) as cache:
+        announce_first_sync(cache, quiet=as_json)
         found = [cache.path(name) for name in names]
+        if cache.progress.tally.files:
+            download_summary(cache, len(names), quiet=as_json)
+    if as_json:
+        print_json({name: str(item) for name, item in zip(names, found, strict=True)})
+        return
     for item in found:
         typer.echo(str(item))
 
@@ -95,7 +112,7 @@ def ls_command(
     as_json: JsonFlag = False,
 ) -> None:
     """List the constituents the index knows, with status and local presence."""
-    with open_cache(cache_dir, progress=False) as cache:
+    with open_cache(cache_dir, progress=False, create=False) as cache:
         rows = cache.ls(pattern)
     if as_json:
         keys = ("name", "scope", "typeid", "issue", "size", "subdate", "status", "local",
@@ -111,7 +128,7 @@ def ls_command(
 
 def stats(cache_dir: CacheDir = None, as_json: JsonFlag = False) -> None:
     """Counts and bytes: constituents listed, contents stored, bytes saved by dedup."""
-    with open_cache(cache_dir, progress=False) as cache:
+    with open_cache(cache_dir, progress=False, create=False) as cache:
         data = cache.stats()
     if as_json:
         print_json(data)
