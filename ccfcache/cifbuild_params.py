@@ -126,6 +126,9 @@ def normalise_tokens(args: list[str]) -> list[str]:
         if short in _TASK_OPTIONS and short != option:  # -V4
             option, value, equals = short, option[2:], "="
         name = _TASK_OPTIONS.get(option) or option.lstrip("-")
+        if name not in DEFAULTS and name not in _TASK_PARAMETERS:
+            raise UsageError(f"unknown cifbuild parameter {token!r} (known: "
+                             f"{', '.join(DEFAULTS)}, and -V/verbosity)")
         if not equals:
             if name in _TASK_FLAGS:
                 value = "yes"
@@ -133,7 +136,8 @@ def normalise_tokens(args: list[str]) -> list[str]:
                 value = args[i]
                 i += 1
             else:
-                raise UsageError(f"cifbuild option {token!r} needs a value ({name}=VALUE)")
+                raise UsageError(f"malformed cifbuild option {token!r}: it needs a value "
+                                 f"({name}=VALUE)")
         out.append(f"{name}={value}")
     return out
 

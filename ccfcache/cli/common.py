@@ -204,7 +204,7 @@ def announce_first_sync(cache: Any, *, always: bool = False, quiet: bool = False
     try:
         first = not cache._synced_once()
     except CcfCacheError:
-        first = True
+        return  # the command itself will say what is wrong with the cache
     if first or always:
         verb = "first sync of" if first else "syncing"
         say(f"{verb} {cache.root}: from {describe_sources(cache.settings.sources)}")
