@@ -63,14 +63,15 @@ class RateWatch:
 
 def download(transport: Transport, name: str, partial: Partial, expected_size: int,
              seen: Validators | None, hasher: StreamHasher, *, policy: Policy,
-             floor: RateFloor | None = None) -> Validators:
+             floor: RateFloor | None = None, remote: str | None = None) -> Validators:
     """Download `name` into `partial` until it holds `expected_size` bytes; return the
     validators the bytes were downloaded under.
 
     `seen` are the validators recorded when the header was read at sync: a server that now
     describes another file (another ETag) makes this a FetchError, never a download of bytes
     the index did not describe. A partial is resumed only from the same source under its
-    own validators (If-Range), else started over.
+    own validators (If-Range), else started over. `remote` is the file name as the source
+    spells it (its listing's link), when it differs from `name`.
     """
     floor = floor or RateFloor.from_env()
     what = f"download of {name}"
@@ -84,7 +85,8 @@ def download(transport: Transport, name: str, partial: Partial, expected_size: i
                 hasher.restart(partial.path, have)
             return meta.validators
         try:
-            stream = transport.open_range(name, have, meta.validators if meta else None)
+            stream = transport.open_range(remote or name, have,
+                                          meta.validators if meta else None)
         except TransferError as exc:
             last = exc
             continue

@@ -138,11 +138,9 @@ class Fetcher:
 
     def _download(self, version: dict) -> Path:
         name = version["name"]
-        rows = self.index.query(
-            "SELECT source, etag FROM listings WHERE version_id = ? ORDER BY source",
-            (version["id"],),
-        )
-        usable = [(r["source"], r["etag"]) for r in rows if r["source"] in self.sources]
+        rows = self.index.download_routes(version["id"])
+        usable = [(r["source"], r["etag"], r["href"] or name) for r in rows
+                  if r["source"] in self.sources]
         if not usable:
             raise FetchError(
                 f"{name}: no configured source serves this content any more (withdrawn?)"
@@ -150,12 +148,12 @@ class Fetcher:
         partial = self.store.partial(content_key(version))
         size = int(version["size"])
         errors = []
-        for url, etag in usable:
+        for url, etag, href in usable:
             transport = self.sources[url]
             try:
                 hasher = StreamHasher()
                 download(transport, name, partial, size, Validators(etag=etag, size=size),
-                         hasher, policy=transport.policy)
+                         hasher, policy=transport.policy, remote=href)
                 if not _header_matches(partial.path, version):
                     partial.discard()
                     raise FetchError(

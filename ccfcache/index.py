@@ -124,7 +124,10 @@ class Index:
             raise CacheError(
                 f"the index {self.path} is unreadable ({exc}); run `ccfcache doctor`"
             ) from exc
-        return tables | {"versions_identity", "versions_content"} <= found
+        if not tables | {"versions_identity", "versions_content", "listing_validators"} <= found:
+            return False
+        columns = {r["name"] for r in self.query("PRAGMA table_info(listings)")}
+        return "href" in columns  # added later: an older index gains it on first write open
 
     def close(self) -> None:
         """Close the connection."""
@@ -251,6 +254,7 @@ class Index:
             {
                 "source": str, "name": str, "size_hint": int, "mtime": str, "size": int,
                 "etag": str, "last_modified": str, "version_id": int, "seen_at": float,
+                "href": str,
             },
             pk=("source", "name"),
             if_not_exists=True,
@@ -269,6 +273,10 @@ class Index:
             pk="id",
             if_not_exists=True,
         )  # fmt: skip
+        if "href" not in {r["name"] for r in self.query("PRAGMA table_info(listings)")}:
+            # the file name as the source spells it (a lower-case server, `./NAME`)
+            self.conn.execute("ALTER TABLE listings ADD COLUMN href TEXT")
+        self.conn.execute(self._LISTING_VALIDATORS)
         ensure = "CREATE {unique} INDEX IF NOT EXISTS {name} ON {table}({cols}) {where}"
         for unique, name, table, cols, where in (
             ("UNIQUE", "versions_identity", "versions", "name, size, header_digest", ""),
@@ -381,3 +389,13 @@ class Index:
                    "VALUES (?, ?, ?, ?) ON CONFLICT(source) DO UPDATE SET etag = excluded.etag, "
                    "last_modified = excluded.last_modified, stored_at = excluded.stored_at",
                    (source, etag, last_modified, time.time()))
+
+    def download_routes(self, version_id: int) -> list[dict]:
+        """Where a version can be downloaded: (source, etag, href) of every source listing it,
+        `href` being the file name as that source spells it (None when not recorded)."""
+        try:
+            return self.query("SELECT source, etag, href FROM listings WHERE version_id = ? "
+                              "ORDER BY source", (version_id,))
+        except sqlite3.OperationalError:  # an index from before href, opened read-only
+            return self.query("SELECT source, etag, NULL AS href FROM listings "
+                              "WHERE version_id = ? ORDER BY source", (version_id,))

@@ -149,7 +149,7 @@ def read_heads(
 
     def read(src: str, entry: ListingEntry) -> tuple[Head, dict, float]:
         start = time.perf_counter()
-        head = sources[src].read_head(entry.name)
+        head = sources[src].read_head(entry.href)  # the name as the server spells it
         latency = time.perf_counter() - start
         fields = _version_fields(entry.name, head)
         if keep_header is not None and fields["header_error"] is None:
@@ -197,10 +197,10 @@ _INSERT_VERSION = (f"INSERT INTO versions ({', '.join(_VERSION_COLUMNS)}) "
                    f"VALUES ({', '.join('?' * len(_VERSION_COLUMNS))})")
 _UPSERT_LISTING = (
     "INSERT INTO listings (source, name, size_hint, mtime, size, etag, last_modified, "
-    "version_id, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(source, name) DO "
+    "version_id, seen_at, href) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(source, name) DO "
     "UPDATE SET size_hint = excluded.size_hint, mtime = excluded.mtime, size = excluded.size, "
     "etag = excluded.etag, last_modified = excluded.last_modified, "
-    "version_id = excluded.version_id, seen_at = excluded.seen_at"
+    "version_id = excluded.version_id, seen_at = excluded.seen_at, href = excluded.href"
 )
 _UPSERT_CONSTITUENT = (
     "INSERT INTO constituents (name, scope, typeid, issue, first_seen, last_seen, "
@@ -235,7 +235,7 @@ def apply_sync(index: Index, plan: SyncPlan, heads: list[tuple[str, ListingEntry
                     report.header_errors.append(fields["header_error"])
             conn.execute(_UPSERT_LISTING, (
                 src, entry.name, entry.size_hint, entry.mtime, head.size, head.etag,
-                head.last_modified, version_id, now))
+                head.last_modified, version_id, now, entry.href))
             conn.execute(_UPSERT_CONSTITUENT, (
                 entry.name, fields["scope"], fields["typeid"], fields["issue"], now, now))
         conn.executemany("DELETE FROM listings WHERE source = ? AND name = ?", plan.dropped)

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from .errors import FetchError, ListingError
 from .headers import BLOCK, MAX_HEADER_BLOCKS
@@ -115,7 +116,8 @@ class HttpTransport:
         self.http.close()
 
     def file_url(self, name: str) -> str:
-        return self.url + name
+        """The URL of a file named as the listing spells it (decoded; quoted here)."""
+        return self.url + quote(name)
 
     # -- listing --------------------------------------------------------------------------
     def listing(self, known: ListingValidators | None = None) -> Listing | NotModified:

@@ -317,3 +317,25 @@ def test_a_changed_listing_is_sent_whole(own, archive) -> None:
     report = cache.sync()
     assert name in report.withdrawn
     assert server.counts("/pub/ccf/constituents/").not_modified == 0
+
+
+# -- compatibility --------------------------------------------------------------------------
+@pytest.mark.parametrize("href_form", ["relative", "dot", "absolute", "url"])
+def test_lower_case_server_names_are_used_as_written(tmp_path, archive, href_form) -> None:
+    """A server whose files are named in lower case: the listing's link is the name used for
+    header reads and downloads (the index keeps the canonical upper-case name). Fails without
+    the fix: requests asked for the upper-case name and got 404."""
+    folder = tmp_path / "lower"
+    folder.mkdir()
+    names = sorted(archive.full_names())[:6]
+    for name in names:
+        shutil.copyfile(archive.root / "full" / name, folder / name.lower())
+    with ArchiveServer({"/ccf/": folder}, href_form=href_form) as running, \
+            Cache(tmp_path / "cache", sources=[running.url("/ccf/")], workers=2) as cache:
+        report = cache.sync()
+        assert not report.failures and report.read == len(names)
+        paths = cache.fetch(names)
+        for name in names:
+            assert md5_bytes(paths[name].read_bytes()) == archive.entries[name].md5
+        asked = {path for _, path, _ in running.request_log}
+        assert asked == {"/ccf/"} | {f"/ccf/{name.lower()}" for name in names}
