@@ -246,10 +246,11 @@ def test_file_size_limit_while_downloading(slow_server, archive, tmp_path) -> No
 
 @pytest.fixture
 def small_fs(tmp_path) -> Iterator[Path]:
-    """A 600 kB tmpfs (needs root and mount permission in this container)."""
+    """A 4 MB tmpfs (needs root and mount permission in this container); `leave_free` shrinks
+    it to what it holds plus a little."""
     mount = tmp_path / "small"
     mount.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mount)],
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
                           capture_output=True, text=True)
     if made.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {made.stderr.strip()[:120]}")
@@ -259,9 +260,20 @@ def small_fs(tmp_path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
+def leave_free(mount: Path, free: int) -> None:
+    """Shrink the tmpfs at `mount` so that only about `free` bytes are left."""
+    stats = os.statvfs(mount)
+    used = (stats.f_blocks - stats.f_bfree) * stats.f_frsize
+    subprocess.run(["mount", "-o", f"remount,size={(used + free) // 1024}k", str(mount)],
+                   check=True, capture_output=True)
+    after = os.statvfs(mount)
+    assert after.f_bavail * after.f_frsize < free + 64 * 1024
+
+
 def test_disk_full_while_downloading(small_fs, slow_server, archive) -> None:
     root = _new_cache(small_fs / "cache", slow_server)
-    assert run(root, "sync").returncode == 0
+    assert run(root, "sync").returncode == 0  # index and kept headers: about 1 MB
+    leave_free(small_fs, 300_000)
     names = sorted(archive.full_names(), key=lambda n: -archive.entries[n].size)[:6]
     assert sum(archive.entries[n].size for n in names) > 600_000
     done = run(root, "fetch", *names)

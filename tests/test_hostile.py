@@ -91,7 +91,8 @@ def assert_cache_layout(root: Path) -> None:
     """Every entry inside the cache is where the layout puts it, with a safe name."""
     allowed = re.compile(
         r"(index\.sqlite(-journal)?|config\.json|CCFCACHE_FORMAT|"
-        r"blobs(/[0-9a-f]{2}(/[0-9a-f]{32})?)?|tmp(/[A-Z0-9_]+\.CCF\.[0-9a-z-]+\.part)?|"
+        r"blobs(/[0-9a-f]{2}(/[0-9a-f]{32})?)?|headers(/[0-9a-f]{2}(/[0-9a-f]{32})?)?|"
+        r"tmp(/[A-Z0-9_]+\.CCF\.[0-9a-z-]+\.part(\.json)?)?|"
         r"locks(/.*\.(lock|break))?|cifs(/.*)?|views(/[^/]+(/[A-Z0-9_]+\.CCF)?)?)"
     )
     for path in root.rglob("*"):
@@ -523,17 +524,28 @@ def test_files_are_created_with_safe_permissions(synced, archive, tmp_path) -> N
     assert not (tmp_path / "ccf.cif").stat().st_mode & stat.S_IWOTH
 
 
+# Modules allowed to start a program, each with argument lists it builds itself (never a shell,
+# never a server's data as a program or option): the mount runs `fusermount3 -u DIR` and
+# re-executes ccfcache for --background; the demo package starts test servers (SeaweedFS, squid).
+MAY_START_PROGRAMS = {"mount.py", "demo/external.py"}
+
+
 def test_no_shell_commands_in_the_package() -> None:
-    """No process is started with server data: the package never runs a shell or a command."""
-    pattern = re.compile(
-        r"\bsubprocess\b|os\.system|os\.popen|shell\s*=\s*True|os\.exec\w*\(|os\.spawn\w*\(|"
+    """No process is started with server data: the package never runs a shell, and only the
+    audited modules above start a program at all."""
+    never = re.compile(
+        r"os\.system|os\.popen|shell\s*=\s*True|os\.exec\w*\(|os\.spawn\w*\(|"
         r"pty\.spawn|\beval\(|\bexec\(|__import__\(|pickle\.loads?\(|yaml\.load\(")
+    starts_programs = re.compile(r"\bsubprocess\b")
     offenders = []
     for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE).as_posix()
         for number, line in enumerate(path.read_text().splitlines(), 1):
             code = line.split("#", 1)[0]
-            if pattern.search(code) and '"""' not in code and not code.strip().startswith(
-                    ('"', "'")):
-                offenders.append(f"{path.relative_to(PACKAGE)}:{number}: {line.strip()}")
+            if '"""' in code or code.strip().startswith(('"', "'")):
+                continue
+            if never.search(code) or (
+                    starts_programs.search(code) and relative not in MAY_START_PROGRAMS):
+                offenders.append(f"{relative}:{number}: {line.strip()}")
     assert offenders == []
     assert len(list(PACKAGE.rglob("*.py"))) > 20  # the scan saw the package
