@@ -29,8 +29,12 @@ class SyncPlan:
 
 
 def entry_changed(entry: ListingEntry, known: Mapping[str, object]) -> bool:
-    """True when a listing entry differs from what the index recorded for it."""
+    """True when a listing entry differs from what the index recorded for it. An entry that
+    shows neither a size nor a date (python's http.server, Apache without FancyIndexing) is
+    always read again: its listing could not show that the file changed in place."""
     if known.get("version_id") is None:
+        return True
+    if entry.size is None and entry.size_hint is None and entry.mtime is None:
         return True
     if entry.size is not None and entry.size != known.get("size"):
         return True

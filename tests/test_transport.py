@@ -339,3 +339,30 @@ def test_lower_case_server_names_are_used_as_written(tmp_path, archive, href_for
             assert md5_bytes(paths[name].read_bytes()) == archive.entries[name].md5
         asked = {path for _, path, _ in running.request_log}
         assert asked == {"/ccf/"} | {f"/ccf/{name.lower()}" for name in names}
+
+
+@pytest.mark.parametrize("style", ["python", "plain"])
+def test_listing_without_dates_or_sizes_does_not_hide_an_in_place_change(tmp_path, archive,
+                                                                         style) -> None:
+    """A listing that shows no size nor date (python's http.server, Apache without
+    FancyIndexing) cannot show a file rewritten in place: every sync reads its headers again,
+    so the new header becomes a new version and the fetch gets the new bytes. Fails without
+    the fix: the sync saw no change and the fetch failed for ever with "differ from the
+    header read at sync ... run ccfcache sync"."""
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    names = sorted(archive.full_names())[:4]
+    for name in names:
+        shutil.copyfile(archive.root / "full" / name, folder / name)
+    with ArchiveServer({"/ccf/": folder}, listing_style=style) as running, \
+            Cache(tmp_path / "cache", sources=[running.url("/ccf/")], workers=2) as cache:
+        cache.sync()
+        target = folder / names[1]
+        data = bytearray(target.read_bytes())
+        at = data.index(b"SUBDATE = '") + 11
+        data[at:at + 4] = b"2099"
+        target.write_bytes(bytes(data))
+        report = cache.sync()
+        assert report.new_versions == [names[1]]
+        path = cache.fetch([names[1]])[names[1]]
+        assert md5_bytes(path.read_bytes()) == md5_bytes(bytes(data))
