@@ -101,5 +101,8 @@ def test_sync_and_fetch_through_each_format(archive, tmp_path: Path, style: str,
             path = cache.path(name)
             assert path.read_bytes() == (archive.root / "full" / name).read_bytes()
             second = cache.sync()
-            assert second.read == 0 and second.unchanged == len(archive.full_names())
+            if style == "python":  # no size nor date shown: every header is read again
+                assert second.read == len(archive.full_names()) and second.unchanged == 0
+            else:
+                assert second.read == 0 and second.unchanged == len(archive.full_names())
         assert server.counts(name).bytes >= path.stat().st_size
