@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 PROJECT_URL = "https://github.com/ccfcache/ccfcache"
 MAX_REDIRECTS = 5
 MAX_MESSAGE = 300  # characters of a server's text quoted in an error
+REFUSED_RETRIES = 1  # a refused connection (nothing listens) is tried again once, not per policy
 
 
 def user_agent() -> str:
@@ -111,8 +112,10 @@ class HttpClient:
 
         headers = headers or {}
         last = ""
+        tries = 0
         for attempt in range(self.policy.retries + 1):
             retry_after: float | None = None
+            tries = attempt + 1
             with self.gate.slot():
                 try:
                     response = self._send_once(method, url, headers, what)
@@ -121,6 +124,8 @@ class HttpClient:
                     if not isinstance(error, TransferError):
                         raise error from exc
                     last = describe(exc)
+                    if isinstance(exc, httpx.ConnectError) and attempt >= REFUSED_RETRIES:
+                        break  # nobody listens there: say so now, not after every backoff
                 else:
                     if response.status_code not in RETRY_STATUSES:
                         try:
@@ -134,8 +139,7 @@ class HttpClient:
                     response.close()
             if attempt < self.policy.retries:
                 sleep_before_retry(self.policy, attempt, retry_after, self.gate)
-        raise FetchError(f"{what}: {last} (gave up after {self.policy.retries + 1} tries)"
-                         f" from {url}")
+        raise FetchError(f"{what}: {last} (gave up after {tries} tries) from {url}")
 
     def read_capped(self, response: httpx.Response, cap: int, what: str, url: str,
                     deadline: float | None = None) -> bytes:

@@ -314,3 +314,26 @@ def test_cifbuild_accepts_sas_spellings_and_warns_for_ignored(cli_cache, tmp_pat
     helped = cli("cifbuild", "--help")
     for name in ("calindexset", "observationdate", "withccfpath", "-V n"):
         assert name in helped.stdout
+
+
+def test_refused_connection_is_given_up_quickly_naming_url_and_fix(tmp_path):
+    """Nothing listens on port 9: two tries (not the whole retry policy), then one line with
+    the URL and what to check. Fails without REFUSED_RETRIES: 'gave up after 5 tries'."""
+    url = "http://127.0.0.1:9/pub/ccf/constituents/"
+    done = cli("sync", "--cache-dir", str(tmp_path / "c"), "--source", url)
+    assert done.returncode == 1
+    line = error_line(done.stderr)
+    assert url in line and "gave up after 2 tries" in line
+    assert "proxy" in line and "--source" in line
+
+
+def test_demo_cleans_up_and_says_what_to_run_next(tmp_path):
+    env = {"TMPDIR": str(tmp_path)}
+    done = cli("demo", "--scale", "4000", env=env, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "removed the demo folder" in done.stdout
+    assert "next, against ESA's real archive" in done.stdout and "ccfcache sync" in done.stdout
+    assert not list(tmp_path.glob("ccfcache-demo-*"))
+    kept = cli("demo", "--scale", "4000", "--workdir", str(tmp_path / "d"), timeout=600)
+    assert kept.returncode == 0, kept.stderr
+    assert f"left in {tmp_path / 'd'}" in kept.stdout and (tmp_path / "d" / "ccf.cif").exists()

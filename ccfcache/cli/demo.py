@@ -16,11 +16,15 @@ def demo(
         Path | None, typer.Option("--workdir", help="Where to put the demo archive and cache.")
     ] = None,
     scale: Annotated[float, typer.Option(help="Shrink real sizes by this factor.")] = 200.0,
+    keep: Annotated[
+        bool | None, typer.Option("--keep/--no-keep", help="Keep the demo folder (default: "
+                                  "kept with --workdir, removed otherwise).")
+    ] = None,
 ) -> None:
     """Generate a small archive, serve it on 127.0.0.1 and run the main job against it."""
     from ..demo.run import run_demo
 
     try:
-        run_demo(workdir, scale=scale, echo=typer.echo)
+        run_demo(workdir, scale=scale, keep=keep, echo=typer.echo)
     except CcfCacheError as exc:
         fail(str(exc))

@@ -3,6 +3,8 @@ the main job against it (sync, CIF, fetch on use), printing what happened. No in
 
 from __future__ import annotations
 
+import shlex
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -16,16 +18,45 @@ def _mb(size: int) -> str:
     return f"{size / 1e6:.1f} MB"
 
 
-def run_demo(workdir: Path | None = None, *, scale: float = 200.0,
+NEXT_STEPS = """next, against ESA's real archive (the default sources; your user cache folder):
+  ccfcache sync                                        # headers only, a few minutes
+  ccfcache cif --obs-date 2021-03-10T00:21:11 -o ccf.cif --dry-run   # what it would download
+  eval "$(ccfcache cif --obs-date 2021-03-10T00:21:11 -o ccf.cif)"  # build, set SAS_CCF(PATH)"""
+
+
+def run_demo(workdir: Path | None = None, *, scale: float = 200.0, keep: bool | None = None,
              echo: Callable[[str], None] = print) -> dict:
-    """Run the demo in `workdir` (a new temporary folder by default); return its figures."""
+    """Run the demo in `workdir` (a new temporary folder by default); return its figures.
+
+    A temporary folder is removed at the end unless `keep`; a given `workdir` is kept (and
+    reused by the next run) unless `keep` is False. Either way the last lines say what was
+    left where, and what to run next against the real archive."""
+    temporary = workdir is None
+    if temporary:
+        workdir = Path(tempfile.mkdtemp(prefix="ccfcache-demo-"))
+    workdir = Path(workdir).absolute()
+    keep = (not temporary) if keep is None else keep
+    try:
+        figures = _run(workdir, scale, echo)
+    finally:
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    if keep:
+        echo(f"left in {workdir}: archive/ (the synthetic archive), cache/ (its cache), ccf.cif;"
+             f" remove it with: rm -rf {workdir}")
+        for key, value in figures["env"].items():
+            echo(f"  export {key}={shlex.quote(value)}")
+    else:
+        echo(f"removed the demo folder {workdir} (keep it with --keep or --workdir DIR)")
+    echo(NEXT_STEPS)
+    return figures
+
+
+def _run(workdir: Path, scale: float, echo: Callable[[str], None]) -> dict:
     from ..cache import Cache
     from .archive import generate_archive
     from .server import ArchiveServer, esa_mounts
 
-    if workdir is None:
-        workdir = Path(tempfile.mkdtemp(prefix="ccfcache-demo-"))
-    workdir = Path(workdir).absolute()
     archive_root = workdir / "archive"
     echo(f"demo folder: {workdir}")
     if not (archive_root / "full").is_dir():
@@ -60,8 +91,5 @@ def run_demo(workdir: Path | None = None, *, scale: float = 200.0,
             echo(f"cache: {stats['contents_stored']} contents stored ({_mb(stats['bytes_stored'])}"
                  f") of {stats['constituents_listed']} listed ({_mb(stats['bytes_listed'])} "
                  "across both sources)")
-            echo("for SAS:")
-            for key, value in result.env.items():
-                echo(f"  export {key}={value}")
     return {"rows": len(result.rows), "selected_bytes": selected, "cif": str(result.path),
-            "stats": stats}
+            "stats": stats, "env": result.env}
