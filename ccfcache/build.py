@@ -19,7 +19,7 @@ import xxhash
 
 from .dates import resolve_date
 from .errors import SelectionError
-from .select import select_constituents
+from .select import Selection, select_constituents
 
 if TYPE_CHECKING:
     from .cache import Cache
@@ -108,6 +108,15 @@ def candidate_rows(cache: Cache, obs: str, anal: str, *, category: str,
                                    "any_category": 1 if ignore_category else 0})
 
 
+def select_rows(cache: Cache, obs: str, anal: str, *, category: str = "XMMCCF",
+                ignore_category: bool = False, historical: bool = False) -> Selection:
+    """The rows `ccfcache cif` selects for these (normalised) dates, before any fetch."""
+    rows = candidate_rows(cache, obs, anal, category=category, ignore_category=ignore_category,
+                          historical=historical)
+    return select_constituents(rows, obs, anal, category=category,
+                               ignore_category=ignore_category)
+
+
 def view_key(rows: list[dict]) -> str:
     """A stable name for the view of a set of contents."""
     text = "\n".join(f"{r['name']} {r['xxh3']}" for r in sorted(rows, key=lambda r: r["name"]))
@@ -160,10 +169,8 @@ def build_cif(
     obs = resolve_date(obs_date, now=now)
     anal = resolve_date(analysis_date, now=now)
     cache.ensure_synced()
-    rows = candidate_rows(cache, obs, anal, category=category, ignore_category=ignore_category,
-                          historical=historical)
-    selection = select_constituents(rows, obs, anal, category=category,
-                                    ignore_category=ignore_category)
+    selection = select_rows(cache, obs, anal, category=category,
+                            ignore_category=ignore_category, historical=historical)
     if not selection.rows:
         raise SelectionError(
             f"no constituent is valid for observation date {obs} and analysis date {anal}"
@@ -238,38 +245,36 @@ def record_cif(cache: Cache, path: Path, obs: str, anal: str, category: str, his
 
 
 def env_for_cif(cache: Cache, cif_path: str | os.PathLike[str]) -> dict[str, str]:
-    """SAS_CCF/SAS_CCFPATH for a CIF: a recorded one, or any CIF (made by SAS too) whose rows
-    the cache can serve by name and MD5 (fetched if needed)."""
-    from .cif import read_cif
-
+    """SAS_CCF/SAS_CCFPATH for any CALINDEX: a CIF this cache recorded (its view), or any
+    file with a CALINDEX extension (SAS's CIF, an event list, a PPS product, gzip or not)
+    whose rows the cache serves by MD5 and FSIZE (fetched if needed: see ccfcache.exact)."""
     path = Path(cif_path).expanduser().absolute()
     recorded = cache.index.query("SELECT view_dir FROM cifs WHERE path = ?", (str(path),))
     if recorded and Path(recorded[0]["view_dir"]).is_dir():
         return {"SAS_CCF": str(path), "SAS_CCFPATH": recorded[0]["view_dir"]}
-    data = read_cif(path)
-    chosen, missing = [], []
-    for row in data.rows:
-        found = cache.index.query(
-            "SELECT * FROM versions WHERE name = ? AND (md5 = ? OR md5 IS NULL) "
-            "AND size = ? ORDER BY md5 IS NULL, id DESC", (row["name"], row["md5"], row["size"]))
-        if found:
-            chosen.append(found[0])
-        else:
-            missing.append(row["name"])
-    if missing:
-        raise SelectionError(
-            f"{path}: the cache knows no content matching {len(missing)} rows "
-            f"({', '.join(missing[:5])}); run `ccfcache sync` or use --historical"
-        )
-    paths, failures = cache.fetcher().fetch_many(chosen)
-    if failures:
-        raise SelectionError(f"{path}: {next(iter(failures.values()))}")
-    fresh = [cache.index.version(r["id"]) for r in chosen]
-    wrong = [r["name"] for r, want in zip(fresh, data.rows, strict=True) if r["md5"] != want["md5"]]
-    if wrong:
-        raise SelectionError(f"{path}: MD5 differs for {', '.join(wrong[:5])}")
-    view = make_view(cache, fresh)
+    view = exact_view(cache, path)[1]
     return {"SAS_CCF": str(path), "SAS_CCFPATH": str(view)}
+
+
+def exact_view(cache: Cache, path: Path) -> tuple[Any, Path]:
+    """Materialise a CALINDEX exactly and make its view; SelectionError if a row cannot be
+    served."""
+    from .exact import materialise, unserved_message
+
+    result = materialise(cache, path)
+    if not result.complete:
+        raise SelectionError(unserved_message(result))
+    return result, make_view(cache, result.rows)
+
+
+def record_calindex(cache: Cache, cif_path: str | os.PathLike[str], *, pin: bool) -> int:
+    """Record any CALINDEX file as a CIF of this cache (its exact contents, a view), so that
+    `pin` keeps them from prune; returns the record's id."""
+    path = Path(cif_path).expanduser().absolute()
+    result, view = exact_view(cache, path)
+    data = result.cif
+    return record_cif(cache, path, data.obs_date or "", data.analysis_date or "",
+                      data.category or "", True, result.rows, view, pin)
 
 
 def list_cifs(cache: Cache) -> list[dict]:

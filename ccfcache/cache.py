@@ -9,6 +9,7 @@ import random
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,8 +20,10 @@ from .names import canonical_name
 from .progress import NullProgress, Progress
 
 if TYPE_CHECKING:
+    from .exact import ExactFetch
     from .fetcher import Fetcher
     from .index import Index
+    from .mif import MifSeeded, MifWritten
     from .sources import Source
     from .store import BlobStore
     from .sync import SyncReport
@@ -347,6 +350,79 @@ class Cache:
 
         return env_for_cif(self, cif_path)
 
+    def fetch_cif(self, cif_path: str | os.PathLike[str]) -> ExactFetch:
+        """Make local exactly the contents a CALINDEX names (by MD5 and FSIZE): a CIF, an event
+        list, a PPS product, gzip or not. Rows nothing can serve are in `.unserved`."""
+        from .exact import materialise
+
+        return materialise(self, cif_path)
+
+    def select(self, scope: str, typeid: str, obs_date: str | None,
+               analysis_date: str | None = None, *, category: str = "XMMCCF",
+               historical: bool = False) -> Selected:
+        """The constituent cifbuild would pick for one (SCOPE, TYPEID) at these dates (the
+        analysis date defaults to now), with `.path()` to fetch it. Unlike
+        `sorted(glob("XMM_MISCDATA*.CCF"))[-1]`, validity and release dates count.
+        Raises SelectionError when no constituent of the type is valid."""
+        from .build import select_rows
+        from .dates import resolve_date
+        from .errors import SelectionError
+
+        obs = resolve_date(obs_date)
+        anal = resolve_date(analysis_date)
+        group = (scope.strip().upper(), typeid.strip().upper())
+        self.ensure_synced()
+        selection = select_rows(self, obs, anal, category=category, historical=historical)
+        found = [r for r in selection.rows if (r["scope"], r["typeid"]) == group]
+        if not found:
+            raise SelectionError(
+                f"no constituent of {group[0]}_{group[1]} is valid for observation date {obs} "
+                f"and analysis date {anal} (see `ccfcache ls {group[0]}_{group[1]}_*`)")
+        return Selected.from_row(self, found[0], obs, anal)
+
+    def mif(self, out: str | os.PathLike[str], analysis_date: str | None = None, *,
+            category: str = "XMMCCF", fetch: bool = True) -> MifWritten:
+        """Write a Master Index File (see `ccfcache.mif`). MD5s come from the bytes: with
+        `fetch`, contents never fetched are fetched first, else their MD5 is left empty."""
+        from .dates import normalise_date
+        from .errors import FetchError
+        from .mif import mif_versions, write_mif
+
+        anal = normalise_date(analysis_date) if analysis_date is not None else None
+        if fetch:
+            self.ensure_synced()
+            chosen = mif_versions(self.index.versions_with_state(), anal, category=category)
+            missing = [dict(v) for v in chosen if not v.get("md5")]
+            if missing:
+                _, failures = self.fetcher().fetch_many(missing)
+                if failures:
+                    first = next(iter(failures.values()))
+                    raise FetchError(f"{len(failures)} constituents could not be fetched for "
+                                     f"their MD5 ({first}); no MIF written (or use --no-fetch)")
+        return write_mif(self.index, out, anal, category=category)
+
+    def seed_from_mif(self, location: str, sources: list[str] | None = None) -> MifSeeded:
+        """Seed the index from a Master Index File (a path or URL) without reading headers;
+        its rows are listed under the configured (or given, then remembered) sources."""
+        from .mif import seed_from_mif
+
+        if sources:
+            self._use_sources(sources)
+        report = seed_from_mif(self, location)
+        if sources or self._explicit_sources:
+            config = read_config_file(self.root)
+            config["sources"] = self.settings.sources
+            write_config_file(self.root, config)
+        return report
+
+    def _use_sources(self, sources: list[str]) -> None:
+        chosen = [normalise_source(s, self.settings.presets) for s in sources]
+        if chosen != self.settings.sources and self._sources:
+            for source in self._sources.values():
+                source.close()
+            self._sources = None
+        self.settings.sources = chosen
+
     def cifs(self) -> list[dict]:
         """The CIFs this cache has built, newest first."""
         from .build import list_cifs
@@ -379,3 +455,39 @@ class Cache:
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
+
+
+@dataclass(frozen=True)
+class Selected:
+    """The constituent cifbuild picks for one type at given dates (`Cache.select`)."""
+
+    name: str
+    scope: str
+    typeid: str
+    issue: int
+    valdate: str
+    evaldate: str | None
+    subdate: str
+    size: int
+    md5: str | None
+    xxh3: str | None
+    content_id: int
+    obs_date: str
+    analysis_date: str
+    _cache: Cache = field(repr=False, compare=False)
+
+    @classmethod
+    def from_row(cls, cache: Cache, row: dict, obs: str, anal: str) -> Selected:
+        return cls(row["name"], row["scope"], row["typeid"], int(row["issue"]), row["valdate"],
+                   row.get("evaldate") or None, row["subdate"], int(row["size"]),
+                   row.get("md5"), row.get("xxh3"), int(row["id"]), obs, anal, cache)
+
+    def path(self) -> Path:
+        """The local path of exactly this content, fetched first if needed."""
+        from .errors import FetchError
+
+        version = self._cache.index.version(self.content_id)
+        paths, failures = self._cache.fetcher().fetch_many([version])
+        if failures:
+            raise FetchError(failures[self.content_id])
+        return paths[self.content_id]

@@ -29,6 +29,15 @@ def content_key(version: dict) -> str:
     return f"{version['name']}.{version['header_digest'][-16:]}"
 
 
+MIF_DIGEST_PREFIX = "mif-"
+
+
+def is_from_mif(version: dict) -> bool:
+    """True for a version recorded from a Master Index File: no header was read, its MD5
+    (from the MIF) is what its bytes are checked against."""
+    return str(version.get("header_digest") or "").startswith(MIF_DIGEST_PREFIX)
+
+
 def _header_matches(partial: Path, version: dict) -> bool:
     size = int(version["header_size"] or 0)
     with open(partial, "rb") as handle:
@@ -154,14 +163,15 @@ class Fetcher:
                 hasher = StreamHasher()
                 download(transport, name, partial, size, Validators(etag=etag, size=size),
                          hasher, policy=transport.policy, remote=href)
-                if not _header_matches(partial.path, version):
+                if not is_from_mif(version) and not _header_matches(partial.path, version):
                     partial.discard()
                     raise FetchError(
                         f"{name}: the bytes on {url} differ from the header read at sync "
                         "(the file changed on the server); run `ccfcache sync`"
                     )
-                info = self.store.publish(partial.path, size, version.get("xxh3"),
-                                          streamed=hasher)
+                info = self.store.publish(
+                    partial.path, size, version.get("xxh3"), streamed=hasher,
+                    expected_md5=version["md5"] if is_from_mif(version) else None)
             except CcfCacheError as exc:
                 errors.append(str(exc))
                 continue
@@ -172,6 +182,13 @@ class Fetcher:
     def _record(self, version: dict, info) -> None:
         now = time.time()
         with self.index.write() as db:
+            # the same bytes recorded from a Master Index File under this name give their
+            # content to the version whose header was read (one row per (name, content))
+            db.execute(
+                "UPDATE versions SET xxh3 = NULL WHERE name = ? AND xxh3 = ? AND id != ? "
+                "AND header_digest LIKE ?",
+                (version["name"], info.xxh3, version["id"], MIF_DIGEST_PREFIX + "%"),
+            )
             db.execute(
                 "UPDATE versions SET xxh3 = ?, md5 = ?, last_used = ? WHERE id = ?",
                 (info.xxh3, info.md5, now, version["id"]),

@@ -399,3 +399,90 @@ class Index:
         except sqlite3.OperationalError:  # an index from before href, opened read-only
             return self.query("SELECT source, etag, NULL AS href FROM listings "
                               "WHERE version_id = ? ORDER BY source", (version_id,))
+
+    # -- contents by MD5, MIF seeding (ccfcache.exact, ccfcache.mif) -----------------------
+    def contents_by_md5(self, md5s: list[str]) -> list[dict]:
+        """Versions whose content has one of these MD5s and is stored (a `blobs` row), with
+        `listed` = 1 when some source lists that version now."""
+        if not md5s:
+            return []
+        marks = ",".join("?" * len(md5s))
+        return self.query(
+            "SELECT v.*, EXISTS (SELECT 1 FROM listings l WHERE l.version_id = v.id) AS listed "
+            f"FROM versions v JOIN blobs b ON b.xxh3 = v.xxh3 WHERE v.md5 IN ({marks}) "
+            "ORDER BY v.id DESC", tuple(md5s))
+
+    def listed_versions_named(self, names: list[str]) -> list[dict]:
+        """The versions some source lists now under these names (one row per version)."""
+        return self.current_versions(names)
+
+    def withdrawn_names(self) -> set[str]:
+        """Names no source lists any more."""
+        return {r["name"] for r in self.query(
+            "SELECT name FROM constituents WHERE withdrawn_at IS NOT NULL")}
+
+    def seed_versions(self, rows: list[dict], listed: dict[str, list[tuple[str, object]]],
+                      source_counts: dict[str, int]) -> tuple[int, int]:
+        """Record versions whose keywords come from a Master Index File (no header read):
+        a row matching a known version of the name by MD5 and size reuses it. `listed` maps a
+        name to the (source, listing entry) pairs that list it now; a source's listing row is
+        added or re-pointed only where it has none yet or its version's MD5 differs. Returns
+        (versions added, listing rows written)."""
+        now = time.time()
+        added = written = 0
+        columns = ("name", "size", "header_digest", "header_size", *HEADER_COLUMNS,
+                   "header_error", "first_seen", "xxh3", "md5")
+        insert = (f"INSERT INTO versions ({', '.join(columns)}) "
+                  f"VALUES ({', '.join('?' * len(columns))})")
+        with self.write() as db:
+            conn = db.conn
+            for row in rows:
+                found = conn.execute(
+                    "SELECT id FROM versions WHERE name = ? AND md5 = ? AND size = ? "
+                    "ORDER BY id LIMIT 1", (row["name"], row["md5"], row["size"])).fetchone()
+                if found:
+                    version_id = found[0]
+                else:
+                    version_id = conn.execute(insert, tuple(
+                        {**row, "first_seen": now, "xxh3": None, "header_error": None}.get(c)
+                        for c in columns)).lastrowid
+                    added += 1
+                conn.execute(
+                    "INSERT INTO constituents (name, scope, typeid, issue, first_seen, last_seen,"
+                    " withdrawn_at) VALUES (?, ?, ?, ?, ?, ?, NULL) ON CONFLICT(name) DO UPDATE "
+                    "SET last_seen = excluded.last_seen, withdrawn_at = NULL",
+                    (row["name"], row["scope"], row["typeid"], row["issue"], now, now))
+                for source, entry in listed.get(row["name"], []):
+                    old = conn.execute(
+                        "SELECT v.md5 FROM listings l JOIN versions v ON v.id = l.version_id "
+                        "WHERE l.source = ? AND l.name = ?", (source, row["name"])).fetchone()
+                    if old is not None and old[0] in (None, row["md5"]):
+                        continue  # a header read (or this very content) is already listed
+                    conn.execute(
+                        "INSERT INTO listings (source, name, size_hint, mtime, size, "
+                        "version_id, seen_at, href) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                        "ON CONFLICT(source, name) DO UPDATE SET size_hint = excluded.size_hint,"
+                        " mtime = excluded.mtime, size = excluded.size, etag = NULL, "
+                        "version_id = excluded.version_id, seen_at = excluded.seen_at, "
+                        "href = excluded.href",
+                        (source, row["name"], getattr(entry, "size_hint", None),
+                         getattr(entry, "mtime", None), row["size"], version_id, now,
+                         getattr(entry, "href", None)))
+                    written += 1
+            for url, count in source_counts.items():
+                conn.execute(
+                    "INSERT INTO sources (url, added_at, listed_at, listed_count) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT(url) DO UPDATE SET "
+                    "listed_at = COALESCE(sources.listed_at, excluded.listed_at), "
+                    "added_at = COALESCE(sources.added_at, excluded.added_at)",
+                    (url, now, now, count))
+        return added, written
+
+    def versions_with_state(self) -> list[dict]:
+        """Every version with `listed` (some source lists it now), `stored` (its content is
+        in the blob store) and `withdrawn` (its name is listed by no source) as 0/1."""
+        return self.query(
+            "SELECT v.*, EXISTS (SELECT 1 FROM listings l WHERE l.version_id = v.id) AS listed, "
+            "(v.xxh3 IS NOT NULL AND EXISTS (SELECT 1 FROM blobs b WHERE b.xxh3 = v.xxh3)) "
+            "AS stored, EXISTS (SELECT 1 FROM constituents c WHERE c.name = v.name "
+            "AND c.withdrawn_at IS NOT NULL) AS withdrawn FROM versions v ORDER BY v.id")

@@ -379,14 +379,22 @@ def prune(
 
 # -- pinning --------------------------------------------------------------------------------------
 def set_pinned(cache: Cache, cif: str | os.PathLike[str], pinned: bool = True) -> dict:
-    """Pin (or unpin) a recorded CIF, given by its path or its id; return its record."""
+    """Pin (or unpin) a recorded CIF, given by its path or its id; return its record. Pinning
+    a file with a CALINDEX that is not recorded yet records it first (see build.record_calindex)."""
     text = os.fspath(cif)
     index = cache.index
     rows = []
+    path = str(Path(text).expanduser().absolute())
     if isinstance(cif, str) and text.isdigit():
         rows = index.query("SELECT id, path FROM cifs WHERE id = ?", (int(text),))
     if not rows:
-        path = str(Path(text).expanduser().absolute())
+        rows = index.query("SELECT id, path FROM cifs WHERE path = ?", (path,))
+    if not rows and pinned and Path(text).expanduser().is_file():
+        # any CALINDEX (SAS's CIF, an event list, a PPS product): recorded with its exact
+        # contents, fetched by MD5 if needed
+        from .build import record_calindex
+
+        record_calindex(cache, text, pin=True)
         rows = index.query("SELECT id, path FROM cifs WHERE path = ?", (path,))
     if not rows:
         raise UsageError(f"no recorded CIF {text!r} (see `ccfcache cifs` for paths and ids)")

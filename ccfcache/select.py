@@ -125,3 +125,42 @@ def select_constituents(
         else:
             chosen.append(entry[1])
     return Selection(rows=chosen, warnings=warnings)
+
+
+def is_mif_candidate(row: Row, obs_date: str, analysis_date: str) -> bool:
+    """cifbuild's rule as documented for a Master Index File: VALDATE <= observation date
+    and SUBDATE <= analysis date; no EVALDATE test (see docs/cif.md)."""
+    return row["valdate"] <= obs_date and row["subdate"] <= analysis_date
+
+
+def select_from_mif(rows: Iterable[Row], obs_date: str, analysis_date: str) -> Selection:
+    """The documented MIF branch of cifbuild (`withmasterindexset=yes`): for each
+    (SCOPE, TYPEID) of the MIF's rows, the highest ISSUE among rows with VALDATE <=
+    observation date and SUBDATE <= analysis date. A MIF has no CATEGORY column: every row
+    takes part. Ties (one name twice) are broken as in `select_constituents`."""
+    obs = normalise_date(obs_date)
+    analysis = normalise_date(analysis_date)
+    best: dict[tuple[str, str], tuple[tuple[Any, ...], Row] | None] = {}
+    warnings: list[str] = []
+    for row in rows:
+        problem = _unusable(row)
+        if problem is not None:
+            warnings.append(f"skipping {row.get('name') or '(unnamed row)'}: {problem}")
+            continue
+        group = (row["scope"], row["typeid"])
+        best.setdefault(group, None)
+        if not is_mif_candidate(row, obs, analysis):
+            continue
+        key = preference_key(row)
+        current = best[group]
+        if current is None or key > current[0]:
+            best[group] = (key, row)
+    chosen = []
+    for group in sorted(best):
+        entry = best[group]
+        if entry is None:
+            warnings.append(f"no row of {group[0]}_{group[1]} in the MIF is valid for "
+                            f"observation date {obs} and analysis date {analysis}")
+        else:
+            chosen.append(entry[1])
+    return Selection(rows=chosen, warnings=warnings)

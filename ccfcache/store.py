@@ -195,9 +195,11 @@ class BlobStore:
 
     def publish(self, partial: Path, expected_size: int,
                 expected_xxh3: str | None = None,
-                streamed: StreamHasher | None = None) -> BlobInfo:
+                streamed: StreamHasher | None = None,
+                expected_md5: str | None = None) -> BlobInfo:
         """Hash a complete temporary file, check its size (and its hash, when the content was
-        fetched before), and publish it under its hash.
+        fetched before, or its MD5, when a Master Index File gave it), and publish it under
+        its hash.
 
         The temporary file is removed whether or not publishing succeeds with new bytes;
         a size or hash mismatch raises FetchError and publishes nothing.
@@ -223,6 +225,13 @@ class BlobStore:
                 f"{partial.name}: the bytes downloaded (xxh3 {info.xxh3}) differ from this "
                 f"content as fetched before (xxh3 {expected_xxh3}); not stored (the file "
                 "changed on the server, or the transfer was corrupted: run `ccfcache sync`)"
+            )
+        if expected_md5 and info.md5 != expected_md5:
+            _discard(partial)
+            raise FetchError(
+                f"{partial.name}: the bytes downloaded have MD5 {info.md5}, the Master Index "
+                f"File says {expected_md5}; not stored (run `ccfcache sync` to index the "
+                "server's current file)"
             )
         self.publish_verified(partial, info)
         return info

@@ -258,9 +258,8 @@ def verify_cif(cache: Cache, cif_path: str | os.PathLike[str]) -> VerifyReport:
         local = fname if fname.is_absolute() else path.parent / fname
         if not local.is_file():
             local = None
-            found = cache.index.query(
-                "SELECT xxh3 FROM versions WHERE name = ? AND md5 = ? AND xxh3 IS NOT NULL",
-                (row["name"], row["md5"]))
+            found = cache.index.contents_by_md5([row["md5"]]) if row["md5"] else []
+            found.sort(key=lambda v: v["name"] != row["name"])  # same bytes, any name
             for candidate in found:
                 blob = cache.layout.blob_path(candidate["xxh3"])
                 if blob.is_file():

@@ -154,7 +154,9 @@ def _pin(cif: str, cache_dir: Path | None, as_json: bool, pinned: bool) -> None:
 
 
 def pin(
-    cif: Annotated[str, typer.Argument(help="A recorded CIF: its path or id (see `cifs`).")],
+    cif: Annotated[str, typer.Argument(
+        help="A recorded CIF (path or id, see `cifs`), or any file with a CALINDEX "
+        "(recorded with its exact contents).")],
     cache_dir: CacheDir = None,
     as_json: JsonFlag = False,
 ) -> None:

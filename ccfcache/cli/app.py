@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from . import admin, cifs, data, demo, init, mount
+from . import admin, cifs, data, demo, init, mount, pipelines
 from .common import EXIT_INTERRUPTED, EXIT_USAGE
 
 app = typer.Typer(
@@ -74,6 +74,7 @@ app.command()(cifs.cif)
 app.command(context_settings=cifs.OWN_ARGUMENTS, epilog=cifs.CIFBUILD_EPILOG)(cifs.cifbuild)
 app.command()(cifs.cifs)
 app.command()(cifs.env)
+app.command()(pipelines.mif)
 app.command()(admin.prune)
 app.command()(admin.verify)
 app.command()(admin.doctor)

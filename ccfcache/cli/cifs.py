@@ -189,7 +189,8 @@ def cifs(cache_dir: CacheDir = None, as_json: JsonFlag = False) -> None:
 
 
 def env(
-    cif_path: Annotated[Path, typer.Option("--cif", help="A CIF (ccfcache's or SAS's).")] = Path(
+    cif_path: Annotated[Path, typer.Option(
+        "--cif", help="A CIF (ccfcache's or SAS's) or any file with a CALINDEX.")] = Path(
         "ccf.cif"
     ),
     source: SourceOpt = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,6 +13,7 @@ from .common import (
     SourceOpt,
     announce_first_sync,
     download_summary,
+    fail,
     human,
     open_cache,
     print_json,
@@ -33,10 +35,22 @@ def sync(
     force: Annotated[
         bool, typer.Option("--force", help="Skip the withdrawal safety check.")
     ] = False,
+    mif: Annotated[
+        str | None,
+        typer.Option("--mif", help="Seed the index from this Master Index File (path or URL) "
+                     "instead of reading headers."),
+    ] = None,
     cache_dir: CacheDir = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Read the sources' listings and the headers of new or changed constituents."""
+    if mif is not None:
+        from .pipelines import sync_mif
+
+        if dry_run:
+            fail("--dry-run does not apply to --mif")
+        sync_mif(mif, source, cache_dir, as_json)
+        return
     with open_cache(cache_dir, sources=source) as cache:
         announce_first_sync(cache, always=True, quiet=as_json)
         report = cache.sync(source, dry_run=dry_run, max_delete=max_delete, force=force,
@@ -70,12 +84,26 @@ def sync(
 
 
 def fetch(
-    names: Annotated[list[str], typer.Argument(help="Constituent names.")],
+    names: Annotated[list[str] | None, typer.Argument(help="Constituent names.")] = None,
     source: SourceOpt = None,
+    cif: Annotated[
+        Path | None,
+        typer.Option("--cif", help="Fetch exactly the contents (MD5, FSIZE) of this file's "
+                     "CALINDEX: a CIF, an event list, a PPS product, gzip or not."),
+    ] = None,
     cache_dir: CacheDir = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Download constituents now (in parallel) and print their local paths."""
+    if cif is not None:
+        from .pipelines import fetch_exact
+
+        if names:
+            fail("give constituent names or --cif FILE, not both")
+        fetch_exact(cif, cache_dir, as_json, source)
+        return
+    if not names:
+        fail("give constituent names, or --cif FILE")
     with open_cache(cache_dir, sources=source) as cache:
         announce_first_sync(cache, quiet=as_json)
         paths = cache.fetch(names)

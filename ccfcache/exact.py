@@ -1,0 +1,145 @@
+"""Exactly the bytes a CALINDEX names: for each row (FNAME, MD5, FSIZE) of a CIF, an event
+list's or PPS product's CALINDEX, or a Master Index File, the stored content with that MD5 and
+size (under any name), else the content a source lists now under that name, fetched and kept
+only if its MD5 matches. Rows nothing can serve are reported with name, MD5 and SUBDATE.
+
+This is "give me the calibration this event list was made with": a mirror that follows the
+server cannot, once a file changed in place there.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .cif import CifData, read_cif
+
+if TYPE_CHECKING:
+    from .cache import Cache
+
+
+@dataclass(frozen=True)
+class Unserved:
+    """A CALINDEX row no stored content and no source can serve."""
+
+    name: str
+    md5: str
+    subdate: str
+    reason: str
+
+
+@dataclass
+class ExactFetch:
+    """The outcome of materialising a CALINDEX: matched contents in row order, and the rest."""
+
+    cif: CifData
+    rows: list[dict] = field(default_factory=list)  # name, xxh3, md5, size, id (version)
+    paths: dict[str, Path] = field(default_factory=dict)  # name -> blob
+    unserved: list[Unserved] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return not self.unserved
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "cif": str(self.cif.path), "rows": len(self.cif.rows),
+            "paths": {name: str(path) for name, path in self.paths.items()},
+            "unserved": [u.__dict__ for u in self.unserved],
+        }
+
+
+def _matches(version: dict, row: dict) -> bool:
+    return version.get("md5") == row["md5"] and int(version["size"]) == row["size"]
+
+
+def materialise(cache: Cache, cif_path: str | os.PathLike[str]) -> ExactFetch:
+    """Make every row's content local, matched by MD5 and FSIZE; see the module docstring.
+    Raises InvalidCif for a file without a usable CALINDEX."""
+    data = read_cif(Path(cif_path).expanduser().absolute())
+    result = ExactFetch(cif=data)
+    index = cache.index
+    store = cache.store
+    wanted = [row for row in data.rows if row["md5"]]
+    for row in data.rows:
+        if not row["md5"]:
+            result.unserved.append(Unserved(row["name"], "", row["subdate"],
+                                            "the row has no MD5"))
+    stored: dict[str, list[dict]] = {}
+    for version in index.contents_by_md5(sorted({r["md5"] for r in wanted})):
+        stored.setdefault(version["md5"], []).append(version)
+    chosen: dict[int, dict] = {}  # row number -> version
+    to_fetch: dict[int, list[dict]] = {}
+    for number, row in enumerate(data.rows):
+        if not row["md5"]:
+            continue
+        local = [v for v in stored.get(row["md5"], []) if _matches(v, row)
+                 and store.has(v["xxh3"], int(v["size"]))]
+        local.sort(key=lambda v: (v["name"] != row["name"], -int(v["id"])))
+        if local:
+            chosen[number] = local[0]
+        else:
+            to_fetch[number] = row
+    if to_fetch:
+        cache.ensure_synced()
+        names = sorted({row["name"] for row in to_fetch.values()})
+        listed: dict[str, list[dict]] = {}
+        for version in index.listed_versions_named(names):
+            listed.setdefault(version["name"], []).append(version)
+        plan: dict[int, dict] = {}
+        for number, row in to_fetch.items():
+            # a listed content with this MD5, else one whose MD5 is unknown until fetched
+            fits = [v for v in listed.get(row["name"], [])
+                    if int(v["size"]) == row["size"] and v.get("md5") in (None, row["md5"])
+                    and not v.get("header_error")]
+            fits.sort(key=lambda v: (v.get("md5") != row["md5"], -int(v["id"])))
+            if fits:
+                plan[number] = fits[0]
+            else:
+                result.unserved.append(_unserved(row, listed.get(row["name"], [])))
+        unique = {v["id"]: v for v in plan.values()}
+        _, failures = cache.fetcher().fetch_many(list(unique.values()))
+        for number, version in plan.items():
+            row = data.rows[number]
+            if version["id"] in failures:
+                result.unserved.append(Unserved(row["name"], row["md5"], row["subdate"],
+                                                failures[version["id"]]))
+                continue
+            fresh = index.version(version["id"])
+            if _matches(fresh, row):
+                chosen[number] = fresh
+            else:
+                result.unserved.append(Unserved(
+                    row["name"], row["md5"], row["subdate"],
+                    f"the sources' current bytes have MD5 {fresh.get('md5')}"))
+    for number in sorted(chosen):
+        row, version = data.rows[number], chosen[number]
+        entry = {"name": row["name"], "xxh3": version["xxh3"], "md5": version["md5"],
+                 "size": int(version["size"]), "id": version["id"]}
+        result.rows.append(entry)
+        result.paths[row["name"]] = store.path(version["xxh3"])
+    result.unserved.sort(key=lambda u: u.name)
+    return result
+
+
+def _unserved(row: dict, listed: list[dict]) -> Unserved:
+    if not listed:
+        reason = "no source lists this name and no stored content has this MD5"
+    else:
+        sizes = sorted({int(v["size"]) for v in listed})
+        reason = (f"no stored content has this MD5; the sources list {row['name']} with "
+                  f"{'/'.join(map(str, sizes))} bytes, not {row['size']}")
+    return Unserved(row["name"], row["md5"], row["subdate"], reason)
+
+
+def unserved_message(result: ExactFetch) -> str:
+    """One line naming what could not be served, for an error."""
+    names = ", ".join(u.name for u in result.unserved[:5])
+    more = ", ..." if len(result.unserved) > 5 else ""
+    return (f"{result.cif.path}: {len(result.unserved)} of {len(result.cif.rows)} rows cannot be "
+            f"served by MD5 ({names}{more}); `ccfcache fetch --cif` lists them")
+
+
+__all__ = ["ExactFetch", "Unserved", "materialise", "unserved_message"]
