@@ -3,7 +3,9 @@ of the valid set and of the full archive (each followed by a cifbuild-like astro
 both through the same shaping relay (`wan_proxy.py`: latency per direction, a bottleneck link
 per direction) in front of the test server and the rsync daemon. Profiles: laptop to ESA
 (RTT 30 ms, 100 Mbit/s), across the Atlantic (RTT 120 ms, 50 Mbit/s), in-region cloud to S3
-(RTT 2 ms, 1 Gbit/s). Bytes are counted by the relay (both directions, HTTP and rsync protocol
+(RTT 2 ms, 1 Gbit/s). Client CPU seconds (user + system of the `ccfcache` or `rsync`
+process; servers not counted) are shown too: on a loaded machine they explain the wall times.
+Bytes are counted by the relay (both directions, HTTP and rsync protocol
 overhead included). Target: at most half the time of the valid-set rsync in every profile.
 
 The archive is generated at --wan-scale (default 10: file sizes / 10, 470 MB in all, so that a
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import resource
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -72,6 +75,12 @@ def wire_bytes(control: int) -> int:
     return counts["up"] + counts["down"]
 
 
+def children_cpu() -> float:
+    """CPU seconds (user + system) of every waited-for child so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def port_of(url: str) -> int:
     return int(url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
 
@@ -92,20 +101,24 @@ def measure_profile(ctx, archive: bc.Archive, profile: Profile, http: list[str],
         rsync_via = with_port(rsync_url, mapping[port_of(rsync_url)])
         cache_dir = bc.new_cache_dir(opts, f"wan-{profile.name}", sources)
         before = wire_bytes(control)
+        cpu = children_cpu()
         seconds, _ = bc.run([bc.CCFCACHE, "cif", "--obs-date", bc.OBS_DATE, "-o",
                              str(cache_dir / "cold.cif"), "--cache-dir", str(cache_dir)], env=env)
         ours_bytes = wire_bytes(control) - before
+        ours_cpu = children_cpu() - cpu
         names = sorted(r["name"] for r in bc.cif_names(cache_dir))
         bc.drop_dir(cache_dir)
         out = {"profile": profile.name, "rtt_ms": profile.rtt_ms, "mbit": profile.mbit,
                "ccfcache_s": round(seconds, 2), "ccfcache_bytes": ours_bytes,
-               "cif_rows": len(names)}
+               "ccfcache_cpu_s": round(ours_cpu, 2), "cif_rows": len(names)}
         anal = bc.now_iso()
         for module, key in (("XMM_VALID_CCF", "valid"), ("XMM_CCF", "full")):
             dest = opts.workdir / "wan-mirror" / module
             bc.drop_dir(dest)
             before = wire_bytes(control)
+            cpu = children_cpu()
             t_sync, _ = bc.rsync_pull(f"{rsync_via}/{module}", dest)
+            out[f"rsync_{key}_cpu_s"] = round(children_cpu() - cpu, 2)
             out[f"rsync_{key}_bytes"] = wire_bytes(control) - before
             t_scan, rows = bc.timed(lambda d=dest: bc.scan_cif(d, bc.OBS_DATE, anal))
             out[f"rsync_{key}_s"] = round(t_sync, 2)
