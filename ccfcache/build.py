@@ -19,6 +19,7 @@ import xxhash
 
 from .dates import resolve_date
 from .errors import SelectionError
+from .handover import ensure_whole, view_is_whole
 from .select import Selection, select_constituents
 
 if TYPE_CHECKING:
@@ -190,6 +191,7 @@ def build_cif(
             tuple(r["id"] for r in chosen))}
         chosen = [fresh[r["id"]] for r in chosen]
     view = make_view(cache, chosen)
+    ensure_whole(cache, chosen, view, "CIF")
     target = Path(out) if out else cache.layout.cifs / f"ccf-{obs}-{anal}-{view.name}.cif"
     target = target.expanduser().absolute()
     params = {"calindexset": str(target), "fullpath": "yes" if fullpath else "no",
@@ -250,7 +252,7 @@ def env_for_cif(cache: Cache, cif_path: str | os.PathLike[str]) -> dict[str, str
     whose rows the cache serves by MD5 and FSIZE (fetched if needed: see ccfcache.exact)."""
     path = Path(cif_path).expanduser().absolute()
     recorded = cache.index.query("SELECT view_dir FROM cifs WHERE path = ?", (str(path),))
-    if recorded and Path(recorded[0]["view_dir"]).is_dir():
+    if recorded and view_is_whole(Path(recorded[0]["view_dir"])):
         return {"SAS_CCF": str(path), "SAS_CCFPATH": recorded[0]["view_dir"]}
     view = exact_view(cache, path)[1]
     return {"SAS_CCF": str(path), "SAS_CCFPATH": str(view)}
@@ -264,7 +266,9 @@ def exact_view(cache: Cache, path: Path) -> tuple[Any, Path]:
     result = materialise(cache, path)
     if not result.complete:
         raise SelectionError(unserved_message(result))
-    return result, make_view(cache, result.rows)
+    view = make_view(cache, result.rows)
+    ensure_whole(cache, result.rows, view, str(path))
+    return result, view
 
 
 def record_calindex(cache: Cache, cif_path: str | os.PathLike[str], *, pin: bool) -> int:

@@ -337,3 +337,38 @@ def test_demo_cleans_up_and_says_what_to_run_next(tmp_path):
     kept = cli("demo", "--scale", "4000", "--workdir", str(tmp_path / "d"), timeout=600)
     assert kept.returncode == 0, kept.stderr
     assert f"left in {tmp_path / 'd'}" in kept.stdout and (tmp_path / "d" / "ccf.cif").exists()
+
+
+def _links_resolve(view: str) -> tuple[int, list[str]]:
+    names = os.listdir(view)
+    return len(names), [n for n in names if not os.path.isfile(os.path.join(view, n))]
+
+
+def test_env_and_cif_after_prune_never_hand_out_dangling_links(cli_cache, server, tmp_path):
+    """prune --max-size evicts the CIF's contents; `env --cif` and `cif` then download them
+    again instead of handing out a view of dangling links (fails without handover.py: env
+    exited 0 with every link dangling)."""
+    out = tmp_path / "ccf.cif"
+    built = run("cif", "--cache-dir", str(cli_cache), "--obs-date", OBS, "--analysis-date",
+                ANAL, "-o", str(out), "--json")
+    assert built.exit_code == 0, built.output
+    view = json.loads(built.stdout)["view_dir"]
+    stored = json.loads(run("stats", "--cache-dir", str(cli_cache), "--json").stdout)
+    half = stored["bytes_stored"] // 2  # some links dangle, the view itself stays
+    pruned = run("prune", "--cache-dir", str(cli_cache), "--max-size", str(half))
+    assert pruned.exit_code == 0, pruned.output
+    total, dangling = _links_resolve(view)
+    assert 0 < len(dangling) < total, "prune must leave a partly dangling view"
+    server.reset_counts()
+    env = run("env", "--cache-dir", str(cli_cache), "--cif", str(out), "--json")
+    assert env.exit_code == 0, env.output
+    handed = json.loads(env.stdout)["SAS_CCFPATH"]
+    total, dangling = _links_resolve(handed)
+    assert total > 10 and dangling == []
+    assert server.total_bytes() > 0  # downloaded again
+    run("prune", "--cache-dir", str(cli_cache), "--max-size", str(half))
+    again = run("cif", "--cache-dir", str(cli_cache), "--obs-date", OBS, "--analysis-date",
+                ANAL, "-o", str(out), "--json")
+    assert again.exit_code == 0, again.output
+    total, dangling = _links_resolve(json.loads(again.stdout)["view_dir"])
+    assert total > 10 and dangling == []

@@ -1,0 +1,55 @@
+"""The hand-over to SAS is whole: before a command hands out a SAS_CCFPATH, every row of its
+CIF resolves in the view folder. A link whose blob was removed (by `prune`, perhaps while the
+CIF was being built) is served again by downloading the content; what cannot be had is an
+error naming the rows, never a view with dangling links."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import SelectionError
+
+if TYPE_CHECKING:
+    from .cache import Cache
+
+REFETCH_ROUNDS = 3  # a prune running alongside may remove what was just fetched again
+
+
+def dangling_links(view: Path, names: list[str] | None = None) -> list[str]:
+    """Names in `view` (or of `names`) whose link does not lead to a file."""
+    if names is None:
+        try:
+            names = sorted(os.listdir(view))
+        except OSError:
+            return []
+    return [name for name in names if not os.path.isfile(view / name)]
+
+
+def view_is_whole(view: Path, names: list[str] | None = None) -> bool:
+    """True when `view` is a folder and every link in it (or every one of `names`) resolves."""
+    return view.is_dir() and not dangling_links(view, names)
+
+
+def ensure_whole(cache: Cache, rows: list[dict], view: Path, what: str) -> None:
+    """Download again the contents of `rows` whose links in `view` dangle, until none does;
+    a SelectionError naming the rows (and why) when they cannot be served."""
+    by_name = {row["name"]: row for row in rows}
+    for _ in range(REFETCH_ROUNDS):
+        broken = dangling_links(view, list(by_name))
+        if not broken:
+            return
+        versions = [cache.index.version(by_name[name]["id"]) for name in broken]
+        _, failures = cache.fetcher().fetch_many(versions)
+        if failures:
+            names = sorted(name for name in broken if by_name[name]["id"] in failures)
+            raise SelectionError(
+                f"{what}: {len(names)} rows cannot be served ({', '.join(names[:5])}"
+                f"{', ...' if len(names) > 5 else ''}): {next(iter(failures.values()))}")
+    broken = dangling_links(view, list(by_name))
+    if broken:
+        raise SelectionError(
+            f"{what}: {len(broken)} rows lost their files again while being served "
+            f"({', '.join(broken[:5])}); is a prune with a small --max-size running? "
+            "pin the CIF (`ccfcache pin`) or run the command again")
