@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..errors import CcfCacheError
-from .common import CacheDir, JsonFlag, fail, human, open_cache, print_json, usage_error
+from .common import CacheDir, JsonFlag, human, open_cache, print_json, usage_error
 
 
 def prune(
@@ -37,7 +37,7 @@ def prune(
         size = parse_size(max_size) if max_size is not None else None
         grace_s = parse_duration(grace)
     except CcfCacheError as exc:
-        fail(str(exc))
+        usage_error(str(exc))
     with open_cache(cache_dir, progress=False, create=False) as cache:
         plan = run_prune(cache, older_than=age, max_size=size, grace=grace_s, dry_run=dry_run)
     if as_json:

@@ -13,11 +13,11 @@ from .common import (
     SourceOpt,
     announce_first_sync,
     download_summary,
-    fail,
     human,
     open_cache,
     print_json,
     print_table,
+    usage_error,
 )
 
 
@@ -48,7 +48,7 @@ def sync(
         from .pipelines import sync_mif
 
         if dry_run:
-            fail("--dry-run does not apply to --mif")
+            usage_error("--dry-run does not apply to --mif")
         sync_mif(mif, source, cache_dir, as_json)
         return
     with open_cache(cache_dir, sources=source) as cache:
@@ -99,11 +99,11 @@ def fetch(
         from .pipelines import fetch_exact
 
         if names:
-            fail("give constituent names or --cif FILE, not both")
+            usage_error("give constituent names or --cif FILE, not both")
         fetch_exact(cif, cache_dir, as_json, source)
         return
     if not names:
-        fail("give constituent names, or --cif FILE")
+        usage_error("give constituent names, or --cif FILE")
     with open_cache(cache_dir, sources=source) as cache:
         announce_first_sync(cache, quiet=as_json)
         paths = cache.fetch(names)
