@@ -25,7 +25,9 @@ class DoctorReport:
     """What doctor found and did."""
 
     integrity: str = "ok"  # "ok", "missing", or the first problem SQLite reported
+    rolled_back: bool = False  # an interrupted write's journal was rolled back (not corrupt)
     rebuilt: bool = False
+    cifs_kept: int = 0  # CIF records (and pins) carried over from a sound old index
     moved_to: list[str] = field(default_factory=list)
     sync: dict | None = None  # sources -> constituents listed, when a sync ran
     sync_error: str | None = None
@@ -52,18 +54,37 @@ def integrity_problem(rows: list[tuple]) -> str | None:
     return messages[0] if messages else "integrity_check returned nothing"
 
 
-def aside_name(path: Path, now: float) -> Path:
-    """Where a bad index file is moved: `index.sqlite.corrupt-YYYYmmddTHHMMSS`."""
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now))
-    candidate = path.with_name(f"{path.name}.corrupt-{stamp}")
-    n = 1
-    while candidate.exists():
-        candidate = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
-        n += 1
-    return candidate
+def aside_name(path: Path) -> Path:
+    """Where an index is moved before a rebuild: `index.sqlite.backup` (one backup, replaced
+    by the next rebuild, not one more file per run)."""
+    return path.with_name(f"{path.name}.backup")
 
 
 # -- checks and rebuild ---------------------------------------------------------------------------
+def roll_back_journal(db: Path) -> bool:
+    """Let SQLite roll back the hot journal an interrupted write (kill -9, power loss) left,
+    as the next writer would: an interrupted index is not a corrupt one. True when a journal
+    was there and is gone now (this needs write access to the cache folder)."""
+    from .layout import index_uri
+
+    journal = db.with_name(db.name + "-journal")
+    try:
+        with open(db, "rb") as handle:
+            if not journal.exists() or handle.read(16) != b"SQLite format 3\0":
+                return False  # a file that is not a database keeps its journal for doctor
+    except OSError:
+        return False
+    try:
+        conn = sqlite3.connect(index_uri(db), uri=True, timeout=30)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError:
+        return False
+    return not journal.exists()
+
+
 def check_index(db: Path) -> str | None:
     """None when the index file is sound; else 'missing' or what is wrong with it."""
     if not db.exists():
@@ -84,18 +105,22 @@ def check_index(db: Path) -> str | None:
     return problem
 
 
-def _move_aside(db: Path, now: float) -> list[str]:
-    """Move the index and its rollback journal (which must never meet a new index) aside."""
+def _move_aside(db: Path) -> list[str]:
+    """Move the index and its rollback journal (which must never meet a new index) to the one
+    backup, replacing the previous backup and its journal."""
     moved = []
-    target = aside_name(db, now)
-    for path, dest in ((db, target), (db.with_name(db.name + "-journal"),
-                                      target.with_name(target.name + "-journal"))):
-        if path.exists():
-            try:
+    target = aside_name(db)
+    journal, target_journal = (db.with_name(db.name + "-journal"),
+                               target.with_name(target.name + "-journal"))
+    try:
+        target_journal.unlink(missing_ok=True)  # an old backup's journal must not meet this one
+        for path, dest in ((db, target), (journal, target_journal)):
+            if path.exists():
                 os.replace(path, dest)
-            except OSError as exc:
-                raise CacheError(f"cannot move {path} aside: {exc.strerror or exc}") from exc
-            moved.append(str(dest))
+                moved.append(str(dest))
+    except OSError as exc:
+        raise CacheError(f"cannot move {exc.filename} aside: {exc.strerror or exc}; "
+                         "is the cache folder writable?") from exc
     return moved
 
 
@@ -192,11 +217,14 @@ def doctor(cache: Cache, *, rebuild: bool = False, sync: bool = True,
     report = DoctorReport()
     cache.close()  # no connection may stay open on a file about to move
     db = cache.layout.db
+    report.rolled_back = roll_back_journal(db)
     problem = check_index(db)
     report.integrity = problem or "ok"
     if problem is not None or rebuild:
         report.rebuilt = True
-        report.moved_to = _move_aside(db, now)
+        report.moved_to = _move_aside(db)
+        if problem is None:  # a sound index rebuilt on request: its CIF records and pins stay
+            report.cifs_kept = cache.index.copy_cifs_from(aside_name(db))
         if sync:
             try:
                 result = cache.sync()

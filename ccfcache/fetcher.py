@@ -14,7 +14,7 @@ from .config import missing_offline, offline
 from .download import download
 from .errors import CcfCacheError, FetchError, OfflineError
 from .index import Index
-from .locks import FileLock
+from .locks import content_key, content_lock
 from .progress import NullProgress, Progress
 from .sources import Source
 from .store import BlobStore, StreamHasher
@@ -22,11 +22,6 @@ from .transport import Validators
 
 LOCK_POLL_S = (0.05, 1.0)
 TOUCH_INTERVAL_S = 600.0  # a use is recorded at most this often per version
-
-
-def content_key(version: dict) -> str:
-    """A file-name-safe key for one content of one name (used for locks and partials)."""
-    return f"{version['name']}.{version['header_digest'][-16:]}"
 
 
 MIF_DIGEST_PREFIX = "mif-"
@@ -121,15 +116,17 @@ class Fetcher:
             db.conn.executemany("UPDATE versions SET last_used = ? WHERE id = ?",
                                 [(now, version_id) for version_id in stale])
 
-    def fetch_one(self, version: dict) -> Path:
-        """Fetch one version, waiting for another process that is already fetching it."""
+    def fetch_one(self, version: dict, *, replace: bool = False) -> Path:
+        """Fetch one version, waiting for another process that is already fetching it. With
+        `replace` (a repair), the stored blob is not trusted: a fresh download, verified
+        against the known hash, replaces it atomically (the damaged file stays until then)."""
         if version.get("header_error"):
             raise FetchError(f"{version['name']}: {version['header_error']}")
-        lock = FileLock(self.store.layout.locks / f"{content_key(version)}.lock")
+        lock = content_lock(self.store.layout.locks, version)
         delay = LOCK_POLL_S[0]
         while True:
             current = self.index.version(version["id"])
-            path = self.local_path(current)
+            path = None if replace else self.local_path(current)
             if path is not None:
                 return path
             if lock.try_acquire():
@@ -138,14 +135,14 @@ class Fetcher:
             delay = min(delay * 1.5, LOCK_POLL_S[1])
         try:
             current = self.index.version(version["id"])
-            path = self.local_path(current)
+            path = None if replace else self.local_path(current)
             if path is not None:
                 return path
-            return self._download(current)
+            return self._download(current, replace=replace)
         finally:
             lock.release()
 
-    def _download(self, version: dict) -> Path:
+    def _download(self, version: dict, *, replace: bool = False) -> Path:
         name = version["name"]
         rows = self.index.download_routes(version["id"])
         usable = [(r["source"], r["etag"], r["href"] or name) for r in rows
@@ -171,7 +168,8 @@ class Fetcher:
                     )
                 info = self.store.publish(
                     partial.path, size, version.get("xxh3"), streamed=hasher,
-                    expected_md5=version["md5"] if is_from_mif(version) else None)
+                    expected_md5=version["md5"] if is_from_mif(version) else None,
+                    replace=replace)
             except CcfCacheError as exc:
                 errors.append(str(exc))
                 continue

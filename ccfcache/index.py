@@ -19,7 +19,7 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -486,3 +486,49 @@ class Index:
             "(v.xxh3 IS NOT NULL AND EXISTS (SELECT 1 FROM blobs b WHERE b.xxh3 = v.xxh3)) "
             "AS stored, EXISTS (SELECT 1 FROM constituents c WHERE c.name = v.name "
             "AND c.withdrawn_at IS NOT NULL) AS withdrawn FROM versions v ORDER BY v.id")
+
+    def versions_with_content(self, xxh3: str) -> list[dict]:
+        """The versions whose bytes are this content (their locks guard its blob file)."""
+        return self.query("SELECT id, name, size, header_digest FROM versions WHERE xxh3 = ? "
+                          "ORDER BY id", (xxh3,))
+
+    def remove_blobs(self, hashes: Iterable[str],
+                     unlink: Callable[[str], None]) -> tuple[list[str], OSError | None]:
+        """Delete the `blobs` rows of `hashes` and, inside the same write transaction and only
+        after its row is deleted, call `unlink(xxh3)` to remove the file: a file goes only when
+        its deletion can be recorded. The first unlink that fails (OSError) keeps its row and
+        stops; returns the hashes removed and that error."""
+        removed: list[str] = []
+        error: OSError | None = None
+        with self.write():
+            for xxh3 in hashes:
+                self.conn.execute("SAVEPOINT remove_blob")
+                self.conn.execute("DELETE FROM blobs WHERE xxh3 = ?", (xxh3,))
+                try:
+                    unlink(xxh3)
+                except OSError as exc:
+                    self.conn.execute("ROLLBACK TO remove_blob")
+                    self.conn.execute("RELEASE remove_blob")
+                    error = exc
+                    break
+                self.conn.execute("RELEASE remove_blob")
+                removed.append(xxh3)
+        return removed, error
+
+    def copy_cifs_from(self, other: Path) -> int:
+        """Copy the CIF records (with their pins) of another index file into this one (a
+        rebuild of a sound index keeps them); returns how many were copied."""
+        from .layout import index_uri
+
+        with self._lock:
+            self.conn.execute("ATTACH DATABASE ? AS old", (index_uri(other, readonly=True),))
+            try:
+                with self.write():
+                    cursor = self.conn.execute(
+                        "INSERT OR IGNORE INTO cifs (id, path, obs_date, analysis_date, "
+                        "category, historical, created_at, host, user, rows, view_dir, pinned) "
+                        "SELECT id, path, obs_date, analysis_date, category, historical, "
+                        "created_at, host, user, rows, view_dir, pinned FROM old.cifs")
+                    return cursor.rowcount
+            finally:
+                self.conn.execute("DETACH DATABASE old")

@@ -164,6 +164,16 @@ def is_stale(info: LockInfo | None, path: Path, *, now: float | None = None,
     return now - mtime > ttl
 
 
+def content_key(version: dict) -> str:
+    """A file-name-safe key for one content of one name (its download lock and partial)."""
+    return f"{version['name']}.{version['header_digest'][-16:]}"
+
+
+def content_lock(locks: Path, version: dict) -> FileLock:
+    """The lock that guards downloading, publishing and removing one content's blob."""
+    return FileLock(Path(locks) / f"{content_key(version)}.lock")
+
+
 def _create_exclusive(path: Path, body: bytes, mode: int = 0o664) -> bool:
     """Create `path` with O_EXCL and write `body`; False when it exists."""
     try:

@@ -93,6 +93,7 @@ class PrunePlan:
     locks: list[Path] = field(default_factory=list)
     views: list[Path] = field(default_factory=list)
     kept_pinned: int = 0  # blobs that would have gone but a pinned CIF uses
+    busy: int = 0  # blobs left alone because another process was fetching them
     store_bytes: int = 0  # before
     max_size: int | None = None
     dry_run: bool = False
@@ -129,6 +130,7 @@ class PrunePlan:
             "locks": [str(p) for p in self.locks],
             "views": [str(p) for p in self.views],
             "kept_pinned": self.kept_pinned,
+            "busy": self.busy,
             "store_bytes_before": self.store_bytes,
             "store_bytes_after": self.store_bytes_after,
             "max_size": self.max_size,
@@ -339,13 +341,61 @@ def _remove_lock(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+BATCH = 64  # blobs removed per write transaction
+
+
+def _remove_blobs(layout: Layout, index, plan: PrunePlan) -> OSError | None:
+    """Remove the planned blobs, a batch at a time: each content's lock first (a content being
+    fetched right now is skipped, not raced), then its row and its file together in one write
+    transaction (`Index.remove_blobs`), so a fetch never publishes a file whose row prune then
+    deletes, and no file goes before its deletion can be recorded."""
+    from .locks import content_lock
+
+    def unlink(xxh3: str) -> None:
+        layout.blob_path(xxh3).unlink(missing_ok=True)
+
+    done: list[Removal] = []
+    error: OSError | None = None
+    todo = list(plan.blobs)
+    for start in range(0, len(todo), BATCH):
+        held, chosen = [], {}
+        try:
+            for item in todo[start:start + BATCH]:
+                locks = [content_lock(layout.locks, v)
+                         for v in index.versions_with_content(item.xxh3)]
+                got = []
+                for lock in locks:
+                    if not lock.try_acquire():
+                        break
+                    got.append(lock)
+                held += got
+                if len(got) == len(locks):
+                    chosen[item.xxh3] = item
+                else:
+                    plan.busy += 1  # another process is fetching it: it is wanted
+            removed, error = index.remove_blobs(list(chosen), unlink)
+            done += [chosen[h] for h in removed]
+        finally:
+            for lock in held:
+                lock.release()
+        if error is not None:
+            break
+    plan.blobs = done
+    return error
+
+
 def execute_prune(layout: Layout, index, plan: PrunePlan) -> None:
-    """Remove what `plan` lists: blob files (unlink) and rows, old temporaries, locks, views."""
-    removed = []
+    """Remove what `plan` lists: blob files with their rows, old temporaries, locks, views.
+    Nothing is removed from a cache whose index this process cannot write."""
+    if index.readonly:
+        raise CacheError(
+            f"cannot prune {layout.root}: its index is read-only for you, so no removal could "
+            "be recorded; nothing was removed (run prune as the cache's owner)"
+        )
+    error = _remove_blobs(layout, index, plan)
     try:
-        for item in plan.blobs:
-            layout.blob_path(item.xxh3).unlink(missing_ok=True)
-            removed.append(item.xxh3)
+        if error is not None:
+            raise error
         for path in plan.tmp:
             _remove_tree(path)
         for path in plan.locks:
@@ -353,11 +403,8 @@ def execute_prune(layout: Layout, index, plan: PrunePlan) -> None:
         for view in plan.views:
             _remove_tree(view)
     except OSError as exc:
-        raise CacheError(f"prune stopped: {exc.strerror or exc} ({exc.filename})") from exc
-    finally:
-        if removed:
-            with index.write() as db:
-                db.conn.executemany("DELETE FROM blobs WHERE xxh3 = ?", [(h,) for h in removed])
+        raise CacheError(f"prune stopped: {exc.strerror or exc} ({exc.filename}); "
+                         "what was removed before is recorded") from exc
 
 
 def prune(

@@ -196,7 +196,7 @@ class BlobStore:
     def publish(self, partial: Path, expected_size: int,
                 expected_xxh3: str | None = None,
                 streamed: StreamHasher | None = None,
-                expected_md5: str | None = None) -> BlobInfo:
+                expected_md5: str | None = None, replace: bool = False) -> BlobInfo:
         """Hash a complete temporary file, check its size (and its hash, when the content was
         fetched before, or its MD5, when a Master Index File gave it), and publish it under
         its hash.
@@ -233,11 +233,12 @@ class BlobStore:
                 f"File says {expected_md5}; not stored (run `ccfcache sync` to index the "
                 "server's current file)"
             )
-        self.publish_verified(partial, info)
+        self.publish_verified(partial, info, replace=replace)
         return info
 
-    def publish_verified(self, partial: Path, info: BlobInfo) -> Path:
-        """Publish a temporary file whose hash is already known (fsync, chmod, link)."""
+    def publish_verified(self, partial: Path, info: BlobInfo, *, replace: bool = False) -> Path:
+        """Publish a temporary file whose hash is already known (fsync, chmod, link); with
+        `replace`, it takes the place of a published file with the same name (a repair)."""
         final = self.layout.blob_path(info.xxh3)  # always into this cache, never the site's
         try:
             with open(partial, "rb") as handle:
@@ -245,7 +246,10 @@ class BlobStore:
             os.chmod(partial, 0o444)
             final.parent.mkdir(parents=True, exist_ok=True)
             try:
-                os.link(partial, final)
+                if replace:
+                    os.replace(partial, final)  # atomic: the damaged file, then the good one
+                else:
+                    os.link(partial, final)
             except FileExistsError:
                 # the same bytes are already published (another process, another source),
                 # unless the published file is damaged: then the verified bytes replace it

@@ -128,10 +128,15 @@ def _fast_tier(cache: Cache, rows: list[dict], report: VerifyReport) -> list[dic
     """Sizes of every blob and every view link; returns the rows whose file looks right."""
     sound = []
     for row in rows:
+        path = cache.layout.blob_path(row["xxh3"])
         try:
-            actual: int | None = os.stat(cache.layout.blob_path(row["xxh3"])).st_size
+            actual: int | None = os.stat(path).st_size
         except FileNotFoundError:
             actual = None
+        except OSError as exc:  # a folder made unreadable, EIO, ESTALE: reported, never removed
+            report.problems.append(Problem("unreadable", row["xxh3"],
+                                           f"{exc.strerror or exc} ({path})"))
+            continue
         problem = check_size(row["xxh3"], int(row["size"]), actual)
         if problem:
             report.problems.append(problem)
@@ -191,12 +196,18 @@ def _full_tier(cache: Cache, rows: list[dict], report: VerifyReport, workers: in
 
 
 def _repair(cache: Cache, problems: list[Problem]) -> None:
-    """Re-fetch missing or corrupt contents from a source that serves the same bytes."""
+    """Re-fetch missing or damaged contents from a source that serves the same bytes: the
+    download goes to tmp/, is verified against the content's hash, and only then replaces the
+    damaged blob (which stays when no good replacement can be had). An unreadable blob is
+    reported and kept: its bytes may be fine, and only its owner can tell."""
     from .fetcher import Fetcher
 
     fetcher: Fetcher | None = None
     for problem in problems:
-        if problem.kind not in ("missing", "size", "corrupt", "unreadable"):
+        if problem.kind == "unreadable":
+            problem.detail += "; kept, not deleted (check its permissions or the disk)"
+            continue
+        if problem.kind not in ("missing", "size", "corrupt"):
             continue
         xxh3 = problem.what
         served = cache.index.query(
@@ -206,14 +217,16 @@ def _repair(cache: Cache, problems: list[Problem]) -> None:
             problem.detail += "; no source serves this content any more (kept, not deleted)"
             continue
         path = cache.layout.blob_path(xxh3)
-        path.unlink(missing_ok=True)  # read-only file, but unlink needs only the folder
         fetcher = fetcher or cache.fetcher()
         try:
-            got = fetcher.fetch_one(served[0])
+            got = fetcher.fetch_one(served[0], replace=problem.kind != "missing")
+            digest, _ = hash_xxh3(got)
         except CcfCacheError as exc:
-            problem.detail += f"; repair failed: {exc}"
+            problem.detail += f"; repair failed, the blob is kept: {exc}"
             continue
-        digest, _ = hash_xxh3(got)
+        except OSError as exc:
+            problem.detail += f"; repair failed: {exc.strerror or exc} ({exc.filename})"
+            continue
         if got != path or digest != xxh3:
             problem.detail += "; the source now serves different bytes (stored separately)"
             continue

@@ -55,6 +55,8 @@ def prune(
         typer.echo(f"{prefix} {len(plan.locks)} stale locks, {len(plan.views)} unused views")
     if plan.kept_pinned:
         typer.echo(f"kept {plan.kept_pinned} contents pinned by CIFs")
+    if plan.busy:
+        typer.echo(f"kept {plan.busy} contents another process is fetching now")
     typer.echo(f"store: {human(plan.store_bytes)} -> {human(plan.store_bytes_after)}")
     if plan.over_budget:
         typer.echo(f"warning: pinned and current contents exceed --max-size {max_size}",
@@ -125,6 +127,8 @@ def doctor(
         print_json(report.as_dict())
     else:
         typer.echo(f"index integrity: {report.integrity}")
+        if report.rolled_back:
+            typer.echo("rolled back an interrupted write (kept the index)")
         for path in report.moved_to:
             typer.echo(f"moved aside: {path}")
         if report.rebuilt:
@@ -132,7 +136,9 @@ def doctor(
             typer.echo(f"rebuilt the index; sync: {listed or report.sync_error}")
         typer.echo(f"blobs re-attached: {report.attached} listed, {report.recovered} no longer "
                    f"listed ({human(report.attached_bytes)}); {report.blob_files} on disk")
-        if report.rebuilt:
+        if report.cifs_kept:
+            typer.echo(f"kept {report.cifs_kept} CIF records and their pins")
+        elif report.rebuilt:
             typer.echo("note: CIF records and pins are not recovered; pin CIFs again")
         for problem in report.problems:
             typer.echo(f"problem: {problem}", err=True)

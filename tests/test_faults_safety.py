@@ -1,0 +1,345 @@
+"""Never delete what cannot be replaced, never leave the index and the store disagreeing, and
+never show a traceback: the real CLI (subprocesses) against the real test server.
+
+Scenarios (issue 12): prune on a cache it may not write, `verify --repair` of a damaged or
+unreadable blob, `doctor` on an interrupted index, prune racing a fetch, lock waits, a header
+value wider than its CIF column, HTML error pages read as headers, the site overlay, and
+OSErrors that used to reach users as tracebacks.
+
+Permission scenarios need a user that file modes apply to: as root they run the CLI as
+`nobody` through `setpriv` (root ignores file modes), and skip with the reason when that is
+impossible (no setpriv, or the ccfcache install is not readable by `nobody`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import xxhash
+
+from ccfcache import Cache
+from ccfcache.demo.server import ArchiveServer, esa_mounts
+
+CCFCACHE = str(Path(sys.executable).with_name("ccfcache"))
+OBS, ANAL = "2015-06-01", "2030-01-01"
+
+
+# -- helpers -------------------------------------------------------------------------------------
+def _urls(server: ArchiveServer) -> list[str]:
+    return [server.url("/pub/ccf/constituents/"), server.url("/pub/ccf/valid_constituents/")]
+
+
+def run(root: Path, *args: str, prefix: list[str] | None = None, env: dict | None = None,
+        timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([*(prefix or []), CCFCACHE, *args, "--cache-dir", str(root)],
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def one_error_line(done: subprocess.CompletedProcess) -> str:
+    """The run failed with exactly one `ccfcache: error:` line and no traceback."""
+    assert done.returncode != 0, done.stdout
+    assert "Traceback" not in done.stderr, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("ccfcache: error:")]
+    assert len(lines) == 1, done.stderr
+    return lines[0]
+
+
+def blob_files(root: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in (root / "blobs").rglob("*") if p.is_file()}
+
+
+def index_rows(root: Path, table: str) -> list[tuple]:
+    conn = sqlite3.connect(f"file:{root / 'index.sqlite'}?mode=ro", uri=True)
+    try:
+        return conn.execute(f"SELECT * FROM {table} ORDER BY rowid").fetchall()
+    finally:
+        conn.close()
+
+
+def assert_store_matches_index(root: Path) -> int:
+    """Every blob file re-hashes to its name and is recorded in `blobs`; returns the count."""
+    recorded = {row[0] for row in index_rows(root, "blobs")}
+    files = blob_files(root)
+    for name, data in files.items():
+        assert xxhash.xxh3_128_hexdigest(data) == name, f"corrupt blob {name}"
+    assert set(files) <= recorded, f"blob files the index does not know: {set(files) - recorded}"
+    return len(files)
+
+
+# -- fixtures ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def server(archive) -> Iterator[ArchiveServer]:
+    with ArchiveServer(esa_mounts(archive.root)) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def stocked_template(server, tmp_path_factory) -> Path:
+    """A synced cache holding one CIF's contents (and its view)."""
+    root = tmp_path_factory.mktemp("safety") / "cache"
+    with Cache(root, sources=_urls(server), workers=4) as cache:
+        cache.sync()
+        cache.cif(OBS, ANAL, root.parent / "ccf.cif")
+    return root
+
+
+def _copy(template: Path, dest: Path) -> Path:
+    shutil.copytree(template, dest, symlinks=True)
+    return dest
+
+
+@pytest.fixture
+def stocked(stocked_template, server, tmp_path) -> Path:
+    server.clear_faults()
+    server.reset_counts()
+    yield _copy(stocked_template, tmp_path / "cache")
+    server.clear_faults()
+
+
+def _nobody_skip() -> str | None:
+    if os.geteuid() != 0:
+        return None  # already unprivileged: file modes apply to us
+    if shutil.which("setpriv") is None:
+        return "running as root without setpriv: cannot drop privileges to test file modes"
+    probe = subprocess.run(
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", CCFCACHE, "--help"],
+        capture_output=True, text=True, env={**os.environ, "HOME": "/tmp"}, cwd="/",
+    )
+    if probe.returncode != 0:
+        return f"`nobody` cannot run this ccfcache install: {probe.stderr.strip()[-160:]}"
+    return None
+
+
+NOBODY_SKIP = _nobody_skip()
+
+
+@pytest.fixture
+def unprivileged() -> Iterator[tuple[list[str], Path, dict]]:
+    """(command prefix, a folder that user can reach, env) for running the CLI as a user that
+    file modes apply to: `nobody` when we are root, else ourselves."""
+    if NOBODY_SKIP:
+        pytest.skip(NOBODY_SKIP)
+    base = Path(tempfile.mkdtemp(prefix="ccfcache-safety-"))
+    os.chmod(base, 0o755)
+    home = base / "home"
+    home.mkdir()
+    if os.geteuid() == 0:
+        user = pwd.getpwnam("nobody")
+        os.chown(home, user.pw_uid, user.pw_gid)
+        prefix = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+    else:
+        prefix = []
+    try:
+        yield prefix, base, {"HOME": str(home), "CCFCACHE_DIR": ""}
+    finally:
+        for path in base.rglob("*"):  # modes set by a test must not stop the cleanup
+            if path.is_dir() and not path.is_symlink():
+                path.chmod(0o755)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _give_to_nobody(root: Path) -> None:
+    if os.geteuid() != 0:
+        return
+    user = pwd.getpwnam("nobody")
+    for path in [root, *root.rglob("*")]:
+        os.chown(path, user.pw_uid, user.pw_gid, follow_symlinks=False)
+
+
+# -- 1. prune on a cache it may not write ------------------------------------------------------
+@pytest.mark.parametrize("case", ["readonly-root", "readonly-index", "another-users-site"])
+def test_prune_on_a_cache_it_may_not_write_deletes_nothing(stocked_template, unprivileged,
+                                                          case) -> None:
+    """Before the fix: every blob and view was unlinked, then "read-only for you"."""
+    prefix, base, env = unprivileged
+    root = _copy(stocked_template, base / "cache")
+    if case == "another-users-site":  # root's cache, folders left world-writable by mistake
+        for path in [root, *root.rglob("*")]:
+            if path.is_dir() and not path.is_symlink():
+                path.chmod(0o777)
+    else:
+        _give_to_nobody(root)
+        if case == "readonly-root":
+            root.chmod(0o555)
+        else:
+            (root / "index.sqlite").chmod(0o444)
+    blobs, views = blob_files(root), sorted((root / "views").rglob("*"))
+    before = index_rows(root, "blobs")
+    assert blobs and views
+    done = run(root, "prune", "--older-than", "0s", "--grace", "0s", prefix=prefix, env=env)
+    line = one_error_line(done)
+    assert "nothing was removed" in line and str(root) in line, line
+    assert blob_files(root) == blobs
+    assert sorted((root / "views").rglob("*")) == views
+    assert index_rows(root, "blobs") == before
+    done = run(root, "prune", "--older-than", "0s", "--dry-run", prefix=prefix, env=env)
+    assert done.returncode == 0, done.stderr  # a dry run only reads
+
+
+# -- 2. verify --repair ----------------------------------------------------------------------------
+def _damage(root: Path) -> Path:
+    """Flip the last byte of the largest blob; returns its path."""
+    path = max((p for p in (root / "blobs").rglob("*") if p.is_file()),
+               key=lambda p: p.stat().st_size)
+    path.chmod(0o644)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    path.chmod(0o444)
+    return path
+
+
+def test_repair_keeps_a_damaged_blob_until_a_verified_replacement_is_in(stocked, server):
+    """Before the fix: the damaged blob was unlinked first, so a failed download lost it."""
+    path = _damage(stocked)
+    damaged = path.read_bytes()
+    server.set_fault("status", on="file", code=404)
+    done = run(stocked, "verify", "--full", "--repair")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"corrupt: {path.name}" in done.stdout and "repair failed" in done.stdout
+    assert path.read_bytes() == damaged  # still there: nothing better was had
+    assert not list((stocked / "tmp").iterdir())
+    server.clear_faults()
+    done = run(stocked, "verify", "--full", "--repair")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "(repaired)" in done.stdout
+    assert xxhash.xxh3_128_hexdigest(path.read_bytes()) == path.name
+    assert stat.S_IMODE(path.stat().st_mode) == 0o444
+    assert run(stocked, "verify", "--full").returncode == 0
+
+
+def test_repair_never_deletes_an_unreadable_blob(stocked_template, unprivileged, server):
+    """Before the fix: an unreadable blob (EACCES) was unlinked and fetched again."""
+    prefix, base, env = unprivileged
+    root = _copy(stocked_template, base / "cache")
+    _give_to_nobody(root)
+    path = next(p for p in (root / "blobs").rglob("*") if p.is_file())
+    path.chmod(0o000)
+    server.reset_counts()
+    done = run(root, "verify", "--full", "--repair", prefix=prefix, env=env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"unreadable: {path.name}" in done.stdout, done.stdout
+    assert "not deleted" in done.stdout
+    assert path.exists() and stat.S_IMODE(path.stat().st_mode) == 0
+    assert server.total_requests() == 0
+
+
+# -- 3. doctor on an interrupted index -------------------------------------------------------------
+def _hot_journal(root: Path) -> None:
+    """Leave a hot rollback journal, as a writer killed with SIGKILL mid-transaction does."""
+    script = (
+        "import os, sqlite3, sys\n"
+        "conn = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "conn.execute('PRAGMA journal_mode = DELETE')\n"
+        "conn.execute('BEGIN IMMEDIATE')\n"
+        "conn.execute('DELETE FROM cifs')\n"
+        "conn.execute('UPDATE versions SET last_used = 1')\n"
+        "conn.execute('PRAGMA cache_size = 1')\n"  # spill: pages reach the file
+        "for i in range(2000):\n"
+        "    conn.execute('INSERT INTO meta VALUES (?, ?)', (f'junk{i}', 'x' * 500))\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(root / "index.sqlite")], check=False)
+    assert (root / "index.sqlite-journal").stat().st_size > 0
+
+
+def test_doctor_rolls_back_an_interrupted_index(stocked) -> None:
+    """Before the fix: the read-only check could not roll the journal back, called the index
+    corrupt, moved it aside and lost the CIF records and pins."""
+    assert run(stocked, "pin", "1").returncode == 0
+    cifs = index_rows(stocked, "cifs")
+    _hot_journal(stocked)
+    done = run(stocked, "doctor")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "index integrity: ok" in done.stdout, done.stdout
+    assert not list(stocked.glob("index.sqlite.*")), "moved aside"
+    assert index_rows(stocked, "cifs") == cifs  # records and pin kept
+    assert not (stocked / "index.sqlite-journal").exists()
+
+
+def test_doctor_rebuild_keeps_one_backup(stocked) -> None:
+    """Before the fix: every rebuild left one more `index.sqlite.corrupt-*` behind."""
+    for _ in range(3):
+        done = run(stocked, "doctor", "--rebuild")
+        assert done.returncode == 0, done.stdout + done.stderr
+    backups = sorted(p.name for p in stocked.glob("index.sqlite.*"))
+    assert backups == ["index.sqlite.backup"], backups
+
+
+# -- 4. prune racing a fetch -----------------------------------------------------------------------
+def test_prune_racing_a_fetch_leaves_no_unknown_blob(stocked, archive) -> None:
+    """A content prune removes while another process fetches it again: the two agree through
+    the content's lock, so every blob file is recorded. The prune is held still (SIGSTOP, as
+    a descheduled process) once its blob files are gone, while the fetch runs. Before the fix
+    the fetch published and recorded the blobs, then prune deleted the rows it had planned to
+    delete: blob files the index did not know."""
+    view = next(p for p in (stocked / "views").iterdir() if not p.name.startswith("."))
+    for i in range(300):  # dead views, removed after the blobs: a window of seconds
+        shutil.copytree(view, stocked / "views" / f"dead{i:04d}", symlinks=True)
+    names = sorted(p.name for p in view.iterdir())
+    prune = subprocess.Popen([CCFCACHE, "prune", "--older-than", "0s", "--grace", "0s",
+                              "--cache-dir", str(stocked)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while blob_files(stocked) and prune.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        os.kill(prune.pid, signal.SIGSTOP)
+        assert not blob_files(stocked), "prune did not get to its blobs"
+        fetch = subprocess.Popen([CCFCACHE, "fetch", *names, "--cache-dir", str(stocked)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            fetch.wait(timeout=30)  # a fetch waiting on the held-still prune goes on below
+        except subprocess.TimeoutExpired:
+            pass
+    finally:
+        os.kill(prune.pid, signal.SIGCONT)
+    _, err = prune.communicate(timeout=120)
+    assert prune.returncode == 0, err
+    _, ferr = fetch.communicate(timeout=120)
+    assert fetch.returncode == 0, ferr
+    assert_store_matches_index(stocked)
+    assert run(stocked, "verify").returncode == 0
+
+
+# -- 9. a kill before the schema existed ---------------------------------------------------------
+@pytest.mark.parametrize("state", ["empty-file", "rolled-back"])
+def test_index_without_schema_is_usable(stocked_template, server, tmp_path, state) -> None:
+    """A kill before the schema was created leaves an index.sqlite without tables (empty, or
+    rolled back from its journal): the next command creates the schema and works."""
+    root = tmp_path / "cache"
+    root.mkdir()
+    (root / "config.json").write_text(json.dumps({"sources": _urls(server)}))
+    db = root / "index.sqlite"
+    if state == "empty-file":
+        db.touch()
+    else:
+        conn = sqlite3.connect(db, isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+        conn.execute("ROLLBACK")
+        conn.close()
+    for args in (["ls"], ["stats"], ["doctor"]):
+        done = run(root, *args)
+        assert done.returncode == 0, (args, done.stdout, done.stderr)
+        assert not list(root.glob("index.sqlite.*"))
+    done = run(root, "cif", "--obs-date", OBS, "--analysis-date", ANAL,
+               "-o", str(tmp_path / "ccf.cif"))
+    assert done.returncode == 0, done.stderr
+    assert_store_matches_index(root)
