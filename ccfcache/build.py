@@ -201,7 +201,8 @@ def build_cif(
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         write_cif(target, chosen, obs_date=obs, analysis_date=anal, category=category,
-                  parameters=params, fullpath_dir=str(view) if fullpath else None, now=now)
+                  parameters=params, fullpath_dir=str(view) if fullpath else None, now=now,
+                  warnings=selection.warnings)
     except OSError as exc:
         raise SelectionError(f"cannot write the CIF {target}: {exc.strerror or exc}") from exc
     cif_id = record_cif(cache, target, obs, anal, category, historical, chosen, view, pin,

@@ -156,36 +156,52 @@ _COLUMN_SPECS = tuple(
 )
 
 
-def _column_values(rows: list[Mapping[str, Any]], fullpath_dir: str | None) -> dict[str, list[Any]]:
+_HEADER_TEXT = frozenset({"TELESCOP", "SCOPE", "TYPEID", "EXTSEQU", "EXTSEQID", "CREATOR"})
+
+
+def _short(text: str, limit: int = 60) -> str:
+    """A value quoted in a message, cut to `limit` characters (messages stay one short line)."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def _column_values(rows: list[Mapping[str, Any]], fullpath_dir: str | None,
+                   warnings: list[str] | None = None) -> dict[str, list[Any]]:
     """The validated values of every column; raise SelectionError naming a bad value.
 
     Checked a column at a time (C-level `all`/`min`/`max`/`isascii` over each column); when a
-    column fails, `_column_values_row_by_row` finds the first bad row and names it."""
+    column fails, `_column_values_row_by_row` finds the first bad row and names it, or cuts a
+    header value too wide for its column (with a warning)."""
     values: dict[str, list[Any]] = {}
     for name, key, limits, width in _COLUMN_SPECS:
         if key != "evaldate" and not all(key in row for row in rows):
-            return _column_values_row_by_row(rows, fullpath_dir)
+            return _column_values_row_by_row(rows, fullpath_dir, warnings)
         column = [row.get(key) for row in rows]
         if limits is not None:
             if column and not (all(type(v) is int for v in column)
                                and limits[0] <= min(column) and max(column) <= limits[1]):
-                return _column_values_row_by_row(rows, fullpath_dir)
+                return _column_values_row_by_row(rows, fullpath_dir, warnings)
             values[name] = column
             continue
         texts = ["" if v is None else v for v in column]
         if not all(type(v) is str for v in texts):
-            return _column_values_row_by_row(rows, fullpath_dir)
+            return _column_values_row_by_row(rows, fullpath_dir, warnings)
         if name == "FNAME" and fullpath_dir is not None:
             texts = [os.path.join(fullpath_dir, text) for text in texts]
         if texts and (max(map(len, texts)) > width or not "".join(texts).isascii()):
-            return _column_values_row_by_row(rows, fullpath_dir)
+            return _column_values_row_by_row(rows, fullpath_dir, warnings)
         values[name] = texts
     return values
 
 
-def _column_values_row_by_row(rows: list[Mapping[str, Any]],
-                              fullpath_dir: str | None) -> dict[str, list[Any]]:
-    """`_column_values` a row at a time: raises SelectionError at the first bad value."""
+def _column_values_row_by_row(rows: list[Mapping[str, Any]], fullpath_dir: str | None,
+                              warnings: list[str] | None = None) -> dict[str, list[Any]]:
+    """`_column_values` a row at a time: raises SelectionError at the first bad value.
+
+    A header value wider than its column (a 70-character CREATOR in 64A) is cut to the column
+    width, and a non-ASCII character becomes '?', as cifbuild's FITS writer does, with a
+    warning: one odd header must not stop every CIF that selects the file. Only FNAME, which
+    SAS opens, and the values ccfcache computes (MD5, normalised dates) are never cut: a
+    value too long for them is an error."""
     values: dict[str, list[Any]] = {column.name: [] for column in CIF_COLUMNS}
     for number, row in enumerate(rows, start=1):
         for name, key, limits, width in _COLUMN_SPECS:
@@ -197,13 +213,21 @@ def _column_values_row_by_row(rows: list[Mapping[str, Any]],
                 continue
             text = "" if value is None else value
             if not isinstance(text, str):
-                raise SelectionError(f"{_label(number, row)}: {name} is not a string: {value!r}")
+                raise SelectionError(f"{_label(number, row)}: {name} is not a string: "
+                                     f"{_short(repr(value))}")
             if name == "FNAME" and fullpath_dir is not None:
                 text = os.path.join(fullpath_dir, text)
             if len(text) > width or not text.isascii():
-                problem = (f"is not ASCII: {text!r}" if not text.isascii() else
-                           f"is longer than {width} characters (TFORM {width}A): {text!r}")
-                raise SelectionError(f"{_label(number, row)}: {name} {problem}")
+                if name not in _HEADER_TEXT:
+                    problem = (f"is not ASCII: {_short(text)}" if not text.isascii() else
+                               f"is longer than {width} characters (TFORM {width}A): "
+                               f"{_short(text)}")
+                    raise SelectionError(f"{_label(number, row)}: {name} {problem}")
+                fixed = text.encode("ascii", "replace").decode("ascii")[:width]
+                if warnings is not None:
+                    warnings.append(f"{row.get('name', 'unnamed')}: {name} {_short(text)} "
+                                    f"truncated to {width} ASCII characters (TFORM {width}A)")
+                text = fixed
             values[name].append(text)
     return values
 
@@ -335,6 +359,7 @@ def write_cif(
     creator: str | None = None,
     fullpath_dir: str | None = None,
     now: datetime | None = None,
+    warnings: list[str] | None = None,
 ) -> Path:
     """Write a CIF listing `rows` (in the given order) to `path`, atomically; return the path.
 
@@ -342,11 +367,12 @@ def write_cif(
     size, subdate, extsequ, extseqid, md5 and creator. FNAME is `name`, or
     `os.path.join(fullpath_dir, name)` when `fullpath_dir` is given. `parameters` become the
     XPROC0 record; `now` fixes the DATE keyword (default: the current UTC time).
-    Raises SelectionError for a value that does not fit its column, InvalidDate for bad dates.
+    Raises SelectionError for a FNAME that does not fit its column, InvalidDate for bad dates;
+    other values too wide for their column are cut, with a message appended to `warnings`.
     """
     target = Path(path)
     rows = list(rows)
-    values = _column_values(rows, fullpath_dir)
+    values = _column_values(rows, fullpath_dir, warnings)
     header_values = {
         "CATEGORY": category,
         "OBSVDATE": normalise_date(obs_date),

@@ -532,3 +532,10 @@ class Index:
                     return cursor.rowcount
             finally:
                 self.conn.execute("DETACH DATABASE old")
+
+    def listing_states(self) -> list[dict]:
+        """What sync compares a listing with: each (source, name) row's size, size hint, date,
+        version, and that version's header error (an unreadable header is read again)."""
+        return self.query(
+            "SELECT l.source, l.name, l.size, l.size_hint, l.mtime, l.version_id, "
+            "v.header_error FROM listings l LEFT JOIN versions v ON v.id = l.version_id")

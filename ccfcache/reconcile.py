@@ -36,6 +36,8 @@ def entry_changed(entry: ListingEntry, known: Mapping[str, object]) -> bool:
         return True
     if entry.size is None and entry.size_hint is None and entry.mtime is None:
         return True
+    if known.get("header_error"):  # e.g. an HTML error page read during a maintenance window:
+        return True  # read again at every sync until it is a FITS header (one Range request)
     if entry.size is not None and entry.size != known.get("size"):
         return True
     if entry.size is None and entry.size_hint != known.get("size_hint"):
@@ -52,7 +54,8 @@ def plan_sync(
     """Diff fresh listings against the index.
 
     `known` maps (source, name) to the stored listing row (size, size_hint, mtime,
-    version_id); `active_names` are names not yet withdrawn; `withdrawn_names` are the rest.
+    version_id, and the version's header_error when its header could not be read);
+    `active_names` are names not yet withdrawn; `withdrawn_names` are the rest.
     Only sources present in `listings` are judged; rows of other sources are left alone.
     """
     plan = SyncPlan()

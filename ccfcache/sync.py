@@ -279,11 +279,7 @@ def sync(
     """Reconcile the index with the sources; see the module docstring."""
     progress = progress or NullProgress()
     listings, not_modified = fetch_listings(sources, index)
-    known = {
-        (row["source"], row["name"]): row
-        for row in index.query("SELECT source, name, size, size_hint, mtime, version_id "
-                               "FROM listings")
-    }
+    known = {(row["source"], row["name"]): row for row in index.listing_states()}
     for url in not_modified:
         listings[url] = _listing_from_index(url, known)
     urls = set(listings)

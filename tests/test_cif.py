@@ -228,17 +228,33 @@ def test_maximum_values_fit(tmp_path: Path) -> None:
         ({"size": 2**31}, "FSIZE"),
         ({"size": "8640"}, "FSIZE"),
         ({"issue": None}, "ISSUE"),
-        ({"scope": "SCOPE12"}, "SCOPE"),
-        ({"creator": "c" * 65}, "CREATOR"),
         ({"md5": "0" * 33}, "MD5"),
         ({"valdate": "2000-01-01T00:00:00.000"}, "VALDATE"),
-        ({"extseqid": "é"}, "EXTSEQID"),
+        ({"name": "N" * 300}, "FNAME"),
     ],
 )
 def test_bad_values_raise_selection_error(tmp_path: Path, changes: dict, column: str) -> None:
     with pytest.raises(SelectionError, match=column):
         write_one(tmp_path, **changes)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "column", "written"),
+    [
+        ({"scope": "SCOPE12"}, "SCOPE", "SCOPE1"),
+        ({"creator": "c" * 70}, "CREATOR", "c" * 64),
+        ({"extseqid": "é"}, "EXTSEQID", "?"),
+    ],
+)
+def test_header_values_too_wide_are_cut_with_a_warning(tmp_path: Path, changes: dict,
+                                                       column: str, written: str) -> None:
+    """As cifbuild's FITS writer does: one odd header does not stop the CIF."""
+    warnings: list[str] = []
+    path = write_cif(tmp_path / "ccf.cif", [row(**changes)], obs_date="2021-01-01",
+                     analysis_date="2021-01-01", parameters={}, warnings=warnings)
+    assert len(warnings) == 1 and column in warnings[0], warnings
+    assert read_cif(path).rows[0][column.lower()] == written
 
 
 def test_missing_key_raises(tmp_path: Path) -> None:

@@ -343,3 +343,94 @@ def test_index_without_schema_is_usable(stocked_template, server, tmp_path, stat
                "-o", str(tmp_path / "ccf.cif"))
     assert done.returncode == 0, done.stderr
     assert_store_matches_index(root)
+
+
+# -- 6. one bad row never blocks everyone ----------------------------------------------------------
+@pytest.fixture
+def own(tmp_path, archive) -> Iterator[tuple[ArchiveServer, Path, Path]]:
+    """A private, writable copy of the archive, its server and a cache folder for it."""
+    root = tmp_path / "archive"
+    shutil.copytree(archive.root, root)
+    with ArchiveServer(esa_mounts(root)) as running:
+        cache = tmp_path / "cache"
+        cache.mkdir()
+        (cache / "config.json").write_text(json.dumps({"sources": _urls(running)}))
+        yield running, root, cache
+
+
+def _copies(root: Path, name: str) -> list[Path]:
+    return [p for p in (root / "full" / name, root / "valid" / name) if p.exists()]
+
+
+def _selected_name(cache: Path, tmp_path: Path) -> str:
+    """A name the test CIF selects (from a CIF built in a scratch copy)."""
+    scratch = _copy(cache, tmp_path / "scratch")
+    done = run(scratch, "cif", "--obs-date", OBS, "--analysis-date", ANAL, "-o",
+               str(tmp_path / "scratch.cif"), "--json")
+    assert done.returncode == 0, done.stderr
+    return sorted(r["name"] for r in json.loads(done.stdout)["rows"])[0]
+
+
+def test_header_value_wider_than_its_cif_column_is_truncated(own, tmp_path) -> None:
+    """A 70-character CREATOR (column 64A) is cut to the column as cifbuild's FITS writer does,
+    with a warning; before the fix every CIF selecting the file failed."""
+    from astropy.io import fits
+
+    server, archive_root, cache = own
+    assert run(cache, "sync").returncode == 0
+    name = _selected_name(cache, tmp_path)
+    creator = "C" * 70
+    for path in _copies(archive_root, name):
+        with fits.open(path) as hdul:
+            hdul[0].header["CREATOR"] = creator
+            hdul.writeto(path, overwrite=True, output_verify="silentfix")
+    assert run(cache, "sync").returncode == 0
+    out = tmp_path / "ccf.cif"
+    done = run(cache, "cif", "--obs-date", OBS, "--analysis-date", ANAL, "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"{name}: CREATOR" in done.stderr and "truncated to 64" in done.stderr, done.stderr
+    from ccfcache.cif import read_cif
+
+    row = next(r for r in read_cif(out).rows if r["name"] == name)
+    assert row["creator"] == creator[:64]
+
+
+def test_error_messages_are_capped(own, tmp_path) -> None:
+    """A CIF whose FNAME (with --fullpath) cannot fit its 256A column, under a cache folder
+    with a long path: the error quotes the value cut short. Before the fix the line repeated
+    the whole path."""
+    server, archive_root, cache = own
+    deep = tmp_path / ("d" * 200) / ("e" * 100) / "cache"
+    deep.parent.mkdir(parents=True)
+    deep = _copy(cache, deep)
+    done = run(deep, "cif", "--obs-date", OBS, "--analysis-date", ANAL, "--fullpath",
+               "-o", str(tmp_path / "x.cif"))
+    line = one_error_line(done)
+    assert "FNAME is longer than 256 characters" in line, line
+    assert len(line) <= 250, len(line)
+
+
+def test_html_error_page_read_as_a_header_is_retried_next_sync(own, tmp_path) -> None:
+    """During a maintenance window the server answered a header read with an HTML page (same
+    listing: size and date unchanged). Before the fix the name was recorded as "not a FITS
+    file" for ever, since the listing did not change; now the next sync reads it again."""
+    server, archive_root, cache = own
+    name = sorted(p.name for p in (archive_root / "full").iterdir())[3]
+    kept = {}
+    for path in _copies(archive_root, name):
+        st = path.stat()
+        kept[path] = (path.read_bytes(), st.st_atime_ns, st.st_mtime_ns)
+        page = b"<html><body>Down for maintenance</body></html>\n"
+        path.write_bytes((page * st.st_size)[:st.st_size])
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    done = run(cache, "sync")
+    assert "not a FITS file" in done.stderr
+    for path, (data, atime, mtime) in kept.items():  # the window is over
+        path.write_bytes(data)
+        os.utime(path, ns=(atime, mtime))
+    done = run(cache, "sync")
+    assert done.returncode == 0 and "not a FITS file" not in done.stderr, done.stderr
+    done = run(cache, "path", name)
+    assert done.returncode == 0, done.stderr
+    assert Path(done.stdout.strip()).read_bytes() == next(iter(kept.values()))[0]

@@ -36,9 +36,17 @@ SourceOpt = Annotated[
 ]
 
 
+MAX_MESSAGE = 500  # characters of an error line; the rest is cut ("...")
+
+
 def fail(message: str, code: int = EXIT_ERROR) -> None:
-    """Print a one-line error and exit non-zero."""
-    typer.echo(f"ccfcache: error: {message}", err=True)
+    """Print a one-line error (its first line, at most MAX_MESSAGE characters) and exit
+    non-zero."""
+    lines = message.splitlines()
+    line = lines[0] if lines else message
+    if len(line) > MAX_MESSAGE:
+        line = line[:MAX_MESSAGE - 3] + "..."
+    typer.echo(f"ccfcache: error: {line}", err=True)
     raise typer.Exit(code)
 
 
