@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import xxhash
 
 from .dates import resolve_date
-from .errors import SelectionError
+from .errors import CacheError, SelectionError
 from .handover import ensure_whole, view_is_whole
 from .select import Selection, select_constituents
 
@@ -126,28 +126,45 @@ def view_key(rows: list[dict]) -> str:
 
 def make_view(cache: Cache, rows: list[dict]) -> Path:
     """A folder holding exactly these contents under their names, as relative links into
-    the blob store (valid on every host that mounts the cache), created atomically."""
+    the blob store (valid on every host that mounts the cache), created atomically; an
+    existing view with dangling links is replaced (atomically too)."""
     views = cache.layout.views
     final = views / view_key(rows)
-    if final.is_dir():
+    if final.is_dir() and view_is_whole(final):
         return final
     staging = views / f".tmp-{uuid.uuid4().hex}"
-    staging.mkdir(parents=True)
     try:
-        for row in rows:
-            target = os.path.relpath(cache.store.path(row["xxh3"]), final)
-            os.symlink(target, staging / row["name"])
+        staging.mkdir(parents=True)
         try:
-            os.rename(staging, final)
-        except OSError:
-            if not final.is_dir():
-                raise
-    finally:
-        if staging.exists():
-            for link in staging.iterdir():
-                link.unlink()
-            staging.rmdir()
+            for row in rows:
+                target = os.path.relpath(cache.store.path(row["xxh3"]), final)
+                os.symlink(target, staging / row["name"])
+            try:
+                os.rename(staging, final)
+            except OSError:
+                if not final.is_dir():
+                    raise
+                if not view_is_whole(final):  # a broken view: swap the new one in
+                    old = views / f".tmp-{uuid.uuid4().hex}"
+                    os.rename(final, old)
+                    os.rename(staging, final)
+                    _remove_links(old)
+        finally:
+            _remove_links(staging)
+    except OSError as exc:
+        raise CacheError(f"cannot make the view {final}: {exc.strerror or exc} "
+                         f"({exc.filename}); check the space and permissions of {views}"
+                         ) from exc
     return final
+
+
+def _remove_links(folder: Path) -> None:
+    """Remove a staging or replaced view folder of links (absent: nothing to do)."""
+    if not folder.exists():
+        return
+    for link in folder.iterdir():
+        link.unlink()
+    folder.rmdir()
 
 
 def build_cif(

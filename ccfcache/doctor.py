@@ -221,15 +221,42 @@ def doctor(cache: Cache, *, rebuild: bool = False, sync: bool = True,
     problem = check_index(db)
     report.integrity = problem or "ok"
     if problem is not None or rebuild:
-        report.rebuilt = True
-        report.moved_to = _move_aside(db)
-        if problem is None:  # a sound index rebuilt on request: its CIF records and pins stay
-            report.cifs_kept = cache.index.copy_cifs_from(aside_name(db))
-        if sync:
-            try:
-                result = cache.sync()
-                report.sync = dict(result.sources)
-            except CcfCacheError as exc:
-                report.sync_error = str(exc).splitlines()[0]
+        guard = _rebuild_lock(cache)
+        try:
+            _rebuild(cache, report, problem, sync=sync)
+        finally:
+            guard.release()
     attach_blobs(cache, report, workers=cache.settings.workers)
     return report
+
+
+def _rebuild_lock(cache: Cache):
+    """One rebuild at a time per cache (a second doctor would move the first one's new index
+    aside): the lock protocol's own O_EXCL file, so a dead doctor's lock is broken."""
+    from .locks import FileLock, describe_holder, read_lock
+
+    lock = FileLock(cache.layout.locks / "doctor-rebuild.lock")
+    try:
+        cache.layout.locks.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass
+    if not lock.try_acquire():
+        raise CacheError(
+            f"another ccfcache doctor is rebuilding the index of {cache.layout.root} "
+            f"({describe_holder(read_lock(lock.path))}); run doctor again once it is done")
+    return lock
+
+
+def _rebuild(cache: Cache, report: DoctorReport, problem: str | None, *, sync: bool) -> None:
+    """Move the index aside, create a new one, sync it (and keep a sound index's CIFs)."""
+    db = cache.layout.db
+    report.rebuilt = True
+    report.moved_to = _move_aside(db)
+    if problem is None:  # a sound index rebuilt on request: its CIF records and pins stay
+        report.cifs_kept = cache.index.copy_cifs_from(aside_name(db))
+    if sync:
+        try:
+            result = cache.sync()
+            report.sync = dict(result.sources)
+        except CcfCacheError as exc:
+            report.sync_error = str(exc).splitlines()[0]

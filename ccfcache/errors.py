@@ -69,3 +69,17 @@ class SelectionError(CcfCacheError):
 
 class UsageError(CcfCacheError, ValueError):
     """Wrong arguments: an unknown cifbuild parameter, an option value out of range."""
+
+
+def last_resort_message(exc: BaseException) -> str | None:
+    """A one-line message (what failed, where, what to do) for an OSError or sqlite3 error that
+    no layer translated, so that the CLI never shows a traceback; None for anything else.
+    Each such case is a bug to fix where it arose, with a better message."""
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if exc.filename else ""
+        return (f"{exc.strerror or exc}{where}: check the permissions and free space of that "
+                "path, then run the command again")
+    if type(exc).__module__ == "sqlite3":
+        return (f"the cache index failed: {exc}; run `ccfcache doctor` to check and repair it, "
+                "then run the command again")
+    return None

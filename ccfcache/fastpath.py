@@ -2,8 +2,10 @@
 httpx or astropy import), read-only, without locks. Returns None on any miss.
 
 With a site cache layered under the personal one (CCFCACHE_SITE_DIR or `site_dir` in the
-personal config.json), the site cache is looked at first; its index is only ever opened
-read-only (`mode=ro`), so a site tree the user cannot write is fine.
+personal config.json), the personal index says which content is current and the site's blob
+store may hold its bytes; the site's index decides only for names the personal index does not
+know. The site index is only ever opened read-only (`mode=ro`), so a site tree the user
+cannot write is fine.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ import sqlite3
 
 from .layout import Layout, format_compatible, index_uri
 
-_CURRENT_SQL = (
-    "SELECT v.xxh3, v.size FROM versions v JOIN listings l ON l.version_id = v.id "
-    "WHERE v.name = ? AND v.xxh3 IS NOT NULL AND v.header_error IS NULL "
+_CURRENT_SQL = (  # the content Cache.current_version() would pick (Index.current_versions)
+    "SELECT v.xxh3, v.size, v.header_digest, v.header_error FROM versions v "
+    "JOIN listings l ON l.version_id = v.id WHERE v.name = ? "
     "ORDER BY v.subdate DESC, v.id DESC LIMIT 1"
 )
 _CONTENT_SQL = (
@@ -50,17 +52,38 @@ def _blob(layout: Layout, xxh3: str, size: int) -> str | None:
 
 
 def local_path(layout: Layout, name: str) -> str | None:
-    """The blob path of the current content of `name` when it is stored, else None; the
-    site cache under `layout` (if any) first."""
-    for each in (layout.site, layout):
-        if each is None:
-            continue
-        row = _query_ro(each, _CURRENT_SQL, (name,))
+    """The blob path of the current content of `name` when it is stored, else None.
+
+    The current content is the one the personal index (`layout`) lists now; its bytes may be
+    in this cache or in the site cache under it. Only when the personal index does not know
+    the name (no personal index yet, never synced) does the site's own index decide: the
+    site's older bytes are never returned for a name whose current content differs."""
+    row = _query_ro(layout, _CURRENT_SQL, (name,))
+    if row is not None:
+        return _stored(layout, name, row)
+    if layout.site is not None:
+        row = _query_ro(layout.site, _CURRENT_SQL, (name,))
         if row is not None:
-            path = _blob(each, row[0], int(row[1]))
-            if path is not None:
-                return path
+            return _stored(layout.site, name, row)
     return None
+
+
+def _stored(layout: Layout, name: str, row: tuple) -> str | None:
+    """Where the bytes of a current-content row are: this cache's blob, else the site's
+    blob of the same xxh3 (or, not fetched here yet, of the same name, size and header)."""
+    xxh3, size, header_digest, header_error = row
+    if header_error is not None:
+        return None
+    size = int(size)
+    if xxh3 is not None:
+        for each in (layout, layout.site):
+            if each is not None:
+                path = _blob(each, xxh3, size)
+                if path is not None:
+                    return path
+        return None
+    found = site_content(layout, {"name": name, "size": size, "header_digest": header_digest})
+    return None if found is None else found[0]
 
 
 def site_content(layout: Layout, version: dict) -> tuple[str, str, str] | None:

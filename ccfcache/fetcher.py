@@ -4,6 +4,7 @@ and hosts (a lock per content), parallel, resumable, verified before it is publi
 from __future__ import annotations
 
 import random
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -21,6 +22,15 @@ from .store import BlobStore, StreamHasher
 from .transport import Validators
 
 LOCK_POLL_S = (0.05, 1.0)
+WAIT_NOTE_S = 5.0  # a process waiting on another's download says so this often
+
+
+def _say_waiting(name: str, lock: Path, waited: float) -> None:
+    """Tell the user whose download this process waits for, and since when (stderr)."""
+    from .locks import describe_holder, read_lock
+
+    print(f"ccfcache: note: {name} is being downloaded by {describe_holder(read_lock(lock))}; "
+          f"waiting ({waited:.0f} s so far)", file=sys.stderr, flush=True)
 TOUCH_INTERVAL_S = 600.0  # a use is recorded at most this often per version
 
 
@@ -124,6 +134,8 @@ class Fetcher:
             raise FetchError(f"{version['name']}: {version['header_error']}")
         lock = content_lock(self.store.layout.locks, version)
         delay = LOCK_POLL_S[0]
+        waiting_since = time.monotonic()
+        said = waiting_since
         while True:
             current = self.index.version(version["id"])
             path = None if replace else self.local_path(current)
@@ -131,6 +143,9 @@ class Fetcher:
                 return path
             if lock.try_acquire():
                 break
+            if time.monotonic() - said >= WAIT_NOTE_S:
+                said = time.monotonic()
+                _say_waiting(version["name"], lock.path, said - waiting_since)
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 1.5, LOCK_POLL_S[1])
         try:

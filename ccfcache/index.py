@@ -15,6 +15,7 @@ Tables (see docs/layout.md):
 
 from __future__ import annotations
 
+import os
 import random
 import sqlite3
 import threading
@@ -85,6 +86,15 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     return conn
 
 
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of a file, None when it is gone."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
     text = str(exc).lower()
     return "locked" in text or "busy" in text
@@ -98,6 +108,7 @@ class Index:
         self.readonly = readonly
         self._lock = threading.RLock()  # one connection, shared by fetch threads
         self.conn = connect(self.path, readonly=readonly)
+        self._identity = _file_identity(self.path)  # to tell a moved-aside index (doctor)
         self._db: sqlite_utils.Database | None = None
         if not readonly and not self._schema_ready():
             # only a new (or older) index takes the write lock on open
@@ -152,6 +163,7 @@ class Index:
                 self.conn.execute("BEGIN IMMEDIATE")
                 break
             except sqlite3.OperationalError as exc:
+                self._raise_if_replaced(exc)
                 if not _is_busy(exc) or attempt == WRITE_RETRIES - 1:
                     raise CacheError(f"cannot write the index {self.path}: {exc}") from exc
                 time.sleep(delay * (1 + random.random()))
@@ -160,6 +172,7 @@ class Index:
             yield self.db
         except sqlite3.OperationalError as exc:
             self._rollback()
+            self._raise_if_replaced(exc)
             if _is_busy(exc):  # a statement needed a lock it could not get in BUSY_TIMEOUT_S
                 raise CacheError(
                     f"the index {self.path} stayed busy for {BUSY_TIMEOUT_S:.0f} s; try again"
@@ -172,6 +185,15 @@ class Index:
             raise
         else:
             self._commit()
+
+    def _raise_if_replaced(self, exc: sqlite3.Error) -> None:
+        """A clear error when the index file was moved aside under this connection (`ccfcache
+        doctor --rebuild` in another process): SQLite then says 'readonly' or 'disk I/O'."""
+        if self._identity is not None and _file_identity(self.path) != self._identity:
+            raise CacheError(
+                f"the index {self.path} was replaced while this command ran (by `ccfcache "
+                "doctor --rebuild`?); nothing was written: run the command again"
+            ) from exc
 
     def _rollback(self) -> None:
         try:
@@ -188,6 +210,7 @@ class Index:
             except sqlite3.OperationalError as exc:
                 if not _is_busy(exc) or attempt == WRITE_RETRIES - 1:
                     self._rollback()
+                    self._raise_if_replaced(exc)
                     raise CacheError(f"cannot commit to the index {self.path}: {exc}") from exc
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
@@ -202,6 +225,7 @@ class Index:
             except sqlite3.OperationalError as exc:
                 # a read waits BUSY_TIMEOUT_S in SQLite; the retries are a second line
                 if not _is_busy(exc) or attempt == WRITE_RETRIES - 1:
+                    self._raise_if_replaced(exc)
                     if _is_busy(exc):
                         raise CacheError(f"cannot read the index {self.path}: {exc}") from exc
                     raise

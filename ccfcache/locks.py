@@ -7,7 +7,8 @@ Rules (see docs/admin.md):
   is gone is broken at once; so is one written before this host rebooted.
 - Any other lock (another host, another pid namespace, an unreadable file) is broken only when
   its heartbeat is older than the TTL (`CCFCACHE_LOCK_TTL`, default 60 s), judged on the file
-  server's clock (the mtime of a file just created next to it), so client clock skew is moot.
+  server's clock (the mtime of a file just created next to it), so client clock skew is moot;
+  a heartbeat dated more than the TTL in the future is stale too (`heartbeat_age`).
 - Breaking is serialised by a guard file (`<lock>.break`, also O_EXCL); under the guard the
   breaker re-reads the lock and removes it only if it is still stale, so of several breakers
   racing for one dead lock exactly one removes it, and none removes the fresh lock a winner
@@ -161,7 +162,23 @@ def is_stale(info: LockInfo | None, path: Path, *, now: float | None = None,
         return False  # gone: not ours to break, just retry the create
     if now is None:
         now = fs_now(path.parent)
-    return now - mtime > ttl
+    return heartbeat_age(mtime, now) > ttl
+
+
+def heartbeat_age(heartbeat: float, now: float) -> float:
+    """How old a heartbeat is, on the file server's clock. A heartbeat dated in the future
+    (a holder's clock set ahead, a copied or touched file) counts by its distance from now:
+    no real heartbeat is from the future, so one more than the TTL ahead is stale too,
+    instead of blocking every waiter until that date."""
+    return abs(now - heartbeat)
+
+
+def describe_holder(info: LockInfo | None, now: float | None = None) -> str:
+    """Who holds a lock, for a waiting process: 'host H, pid P, for N s'."""
+    if info is None:
+        return "an unknown process"
+    since = (time.time() if now is None else now) - info.started
+    return f"host {info.host}, pid {info.pid}, for {max(0, since):.0f} s"
 
 
 def content_key(version: dict) -> str:

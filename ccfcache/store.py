@@ -131,7 +131,11 @@ class BlobStore:
                 found = os.stat(site).st_size
             except FileNotFoundError:
                 return None
+            except OSError as exc:
+                raise _unreadable(Path(site), exc) from exc
             return site if size is None or found == size else None
+        except OSError as exc:  # a blob folder made unreadable (chmod 000), EIO, ESTALE
+            raise _unreadable(Path(own), exc) from exc
         return Path(own) if size is None or found == size else None
 
     def has(self, xxh3: str, size: int | None = None) -> bool:
@@ -240,6 +244,10 @@ class BlobStore:
         """Publish a temporary file whose hash is already known (fsync, chmod, link); with
         `replace`, it takes the place of a published file with the same name (a repair)."""
         final = self.layout.blob_path(info.xxh3)  # always into this cache, never the site's
+        if final.is_dir() and not final.is_symlink():
+            _discard(partial)
+            raise CacheError(f"{final} is a folder where a blob should be; remove it "
+                             f"(rm -r {final}) and run the command again")
         try:
             with open(partial, "rb") as handle:
                 os.fsync(handle.fileno())
@@ -265,6 +273,12 @@ class BlobStore:
             _discard(partial)
             _discard(meta_path(partial))
         return final
+
+
+def _unreadable(path: Path, exc: OSError) -> CacheError:
+    """The one-line error for a blob whose folder cannot be looked into."""
+    return CacheError(f"cannot look at {path}: {exc.strerror or exc}; the cache's folders must "
+                      f"be readable and searchable (e.g. chmod u+rwx {path.parent})")
 
 
 def _discard(partial: Path) -> None:

@@ -360,8 +360,8 @@ def test_stale_temporaries_of_a_killed_write_are_removed(tmp_path):
     assert out.exists() and not old.exists() and young.exists()
 
 
-@pytest.mark.parametrize("changes", [{"issue": 40000}, {"scope": "SCOPE12"}, {"md5": 5},
-                                     {"size": True}, {"extseqid": "é"}])
+@pytest.mark.parametrize("changes", [{"issue": 40000}, {"md5": "0" * 33}, {"md5": 5},
+                                     {"size": True}, {"subdate": "2000-01-01T00:00:00é"}])
 def test_a_bad_value_among_good_rows_names_its_row(tmp_path: Path, changes: dict) -> None:
     # columns are checked a column at a time; the message still names the first bad row
     rows = [row(name=f"EPN_CTI_000{n}.CCF", issue=n) for n in range(1, 6)]

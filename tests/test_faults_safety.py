@@ -13,6 +13,7 @@ impossible (no setpriv, or the ccfcache install is not readable by `nobody`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pwd
@@ -23,6 +24,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -434,3 +436,275 @@ def test_html_error_page_read_as_a_header_is_retried_next_sync(own, tmp_path) ->
     done = run(cache, "path", name)
     assert done.returncode == 0, done.stderr
     assert Path(done.stdout.strip()).read_bytes() == next(iter(kept.values()))[0]
+
+
+# -- 7. site overlay ------------------------------------------------------------------------------
+def _overlay_env(site: Path, personal: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CCFCACHE_")}
+    env.update(CCFCACHE_SITE_DIR=str(site), CCFCACHE_DIR=str(personal))
+    return env
+
+
+def _overlay(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([CCFCACHE, *args], capture_output=True, text=True, timeout=120,
+                          env=env)
+
+
+def test_path_answers_from_the_personal_index_not_the_stale_site(own, tmp_path, archive):
+    """The site cache holds a name's old bytes and has not synced since the server changed
+    the file; the personal cache has. Before the fix `path` (the warm path looked in the site
+    first) returned the site's old bytes; now the personal index's current content."""
+    from ccfcache.demo.archive import generate_archive
+
+    server, archive_root, _ = own
+    name = archive.cases["v2"]["modified"]
+    site = tmp_path / "site"
+    with Cache(site, sources=_urls(server), workers=2) as cache:
+        cache.sync()
+        old = cache.path(name).read_bytes()
+    v2 = generate_archive(tmp_path / "v2", seed=0, scale=1000.0, version=2, types=20)
+    for prefix, folder in esa_mounts(v2.root).items():
+        server.set_mount(prefix, folder)
+    env = _overlay_env(site, tmp_path / "personal")
+    done = _overlay(env, "sync", "--source", _urls(server)[0], "--source", _urls(server)[1])
+    assert done.returncode == 0, done.stderr
+    done = _overlay(env, "path", name)
+    assert done.returncode == 0, done.stderr
+    got = Path(done.stdout.strip()).read_bytes()
+    assert got != old
+    assert hashlib.md5(got).hexdigest() == v2.entries[name].md5
+    done = _overlay(env, "path", name)  # the warm path now: same answer
+    assert Path(done.stdout.strip()).read_bytes() == got
+
+
+def test_view_into_a_pruned_site_cache_is_repaired(own, tmp_path):
+    """A personal CIF's view links into the site cache; the site is pruned. Before the fix the
+    next `cif` and `env` reused the view with its dangling links; now they repair it."""
+    server, archive_root, _ = own
+    site = tmp_path / "site"
+    with Cache(site, sources=_urls(server), workers=2) as cache:
+        cache.sync()
+        cache.cif(OBS, ANAL, tmp_path / "site.cif")
+    env = _overlay_env(site, tmp_path / "personal")
+    out = tmp_path / "ccf.cif"
+    args = ["cif", "--obs-date", OBS, "--analysis-date", ANAL, "-o", str(out), "--json"]
+    done = _overlay(env, *args)
+    assert done.returncode == 0, done.stderr
+    view = Path(json.loads(done.stdout)["view_dir"])
+    assert any(site in (view / n).resolve().parents for n in os.listdir(view))
+    done = run(site, "prune", "--older-than", "0s")
+    assert done.returncode == 0, done.stderr
+    assert not blob_files(site)
+
+    def dangling(folder: Path) -> list[str]:
+        return [n for n in os.listdir(folder) if not (folder / n).exists()]
+
+    done = _overlay(env, "env", "--cif", str(out), "--json")
+    assert done.returncode == 0, done.stderr
+    again = Path(json.loads(done.stdout)["SAS_CCFPATH"])
+    assert dangling(again) == [], "env handed out a view with dangling links"
+    done = _overlay(env, *args)
+    assert done.returncode == 0, done.stderr
+    view = Path(json.loads(done.stdout)["view_dir"])
+    assert dangling(view) == []
+    for link in view.iterdir():
+        target = link.resolve()
+        assert xxhash.xxh3_128_hexdigest(target.read_bytes()) == target.name
+
+
+# -- 5. lock waits are bounded and talk ------------------------------------------------------------
+def _content_lock(root: Path, name: str) -> Path:
+    from ccfcache.locks import content_key
+
+    with Cache(root) as cache:
+        version = cache.current_version(name)
+    return root / "locks" / f"{content_key(version)}.lock"
+
+
+def _foreign_lock(path: Path, host: str, heartbeat: float, pid: int = 4242) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"host": host, "pid": pid, "started": time.time(),
+                                "boot": "", "pidns": "", "token": "theirs"}))
+    os.utime(path, (heartbeat, heartbeat))
+
+
+def _stored_names(root: Path) -> list[str]:
+    with Cache(root) as cache:
+        return sorted(r["name"] for r in cache.ls() if r["local"])
+
+
+def test_lock_dated_in_the_future_is_stale(stocked) -> None:
+    """A lock whose heartbeat is dated a day ahead (a holder's clock set wrong): before the fix
+    every fetch waited for it until that date, and prune never cleared it."""
+    name = _stored_names(stocked)[0]
+    lock = _content_lock(stocked, name)
+    _foreign_lock(lock, "ccf-skewed-host", time.time() + 86400)
+    done = run(stocked, "prune", "--dry-run", "--json", env={"CCFCACHE_LOCK_TTL": "2"})
+    assert done.returncode == 0, done.stderr
+    assert str(lock) in json.loads(done.stdout)["locks"]
+    for path in (stocked / "blobs").rglob("*"):
+        if path.is_file():
+            path.unlink()  # the fetch below must download, so it must take the lock
+    done = run(stocked, "fetch", name, env={"CCFCACHE_LOCK_TTL": "2"}, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert not lock.exists()
+    _foreign_lock(lock, "ccf-skewed-host", time.time() + 86400)
+    done = run(stocked, "prune", "--grace", "0s", env={"CCFCACHE_LOCK_TTL": "2"})
+    assert done.returncode == 0, done.stderr
+    assert not lock.exists()
+
+
+def test_waiting_for_another_download_says_whose_and_how_long(stocked) -> None:
+    """Another host holds the content's lock (heartbeat alive): the waiting fetch says on stderr
+    whose download it waits for (host, pid) and for how long, again every 5 s while it waits.
+    Before the fix it waited silently."""
+    name = _stored_names(stocked)[0]
+    lock = _content_lock(stocked, name)
+    for path in (stocked / "blobs").rglob("*"):
+        if path.is_file():
+            path.unlink()
+    _foreign_lock(lock, "ccf-other-host", time.time(), pid=31337)
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(0.2):
+            os.utime(lock)
+
+    beater = threading.Thread(target=beat, daemon=True)
+    beater.start()
+    proc = subprocess.Popen([CCFCACHE, "fetch", name, "--cache-dir", str(stocked)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 120  # the first note, however slow the start-up
+        while not any("is being downloaded by" in x for x in lines):
+            assert time.monotonic() < deadline and proc.poll() is None, lines
+            time.sleep(0.1)
+        first = time.monotonic()
+        time.sleep(6)  # room for one more note
+        held = time.monotonic() - first
+    finally:
+        stop.set()
+        beater.join()
+        lock.unlink()
+    code = proc.wait(timeout=120)
+    reader.join(timeout=10)
+    proc.stdout.close()
+    proc.stderr.close()
+    assert code == 0, lines
+    notes = [x for x in lines if "is being downloaded by" in x]
+    assert "host ccf-other-host, pid 31337" in notes[0] and "waiting (" in notes[0], notes
+    assert 2 <= len(notes) <= held / 5 + 1, notes  # it keeps saying so, at most every 5 s
+
+
+# -- 8. OSErrors and sqlite3 errors become one line naming the path and the fix --------------------
+def test_blob_folder_without_permissions(stocked_template, unprivileged) -> None:
+    """chmod 000 on a blob folder: before the fix `path`, `fetch` and `verify` showed a
+    PermissionError traceback."""
+    prefix, base, env = unprivileged
+    root = _copy(stocked_template, base / "cache")
+    _give_to_nobody(root)
+    name = _stored_names(root)[0]
+    with Cache(root) as cache:
+        xxh3 = cache.current_version(name)["xxh3"]
+    folder = root / "blobs" / xxh3[:2]
+    folder.chmod(0)
+    for args in (["path", name], ["fetch", name]):
+        done = run(root, *args, prefix=prefix, env=env)
+        line = one_error_line(done)
+        assert str(folder) in line and "ermission" in line, line
+    done = run(root, "verify", prefix=prefix, env=env)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert f"unreadable: {xxh3}" in done.stdout, done.stdout
+
+
+def test_blob_path_that_is_a_folder(stocked) -> None:
+    """A folder where a blob should be: every command ends with one line naming it and the fix
+    (or a verify problem). Before the fix `verify --repair` showed an IsADirectoryError
+    traceback, and the others said 'cannot publish ...: Is a directory' twice, without a fix."""
+    name = _stored_names(stocked)[0]
+    with Cache(stocked) as cache:
+        xxh3 = cache.current_version(name)["xxh3"]
+    blob = stocked / "blobs" / xxh3[:2] / xxh3
+    blob.unlink()
+    blob.mkdir()
+    (blob / "x").write_text("x")
+    for args in (["path", name], ["fetch", name], ["verify", "--full", "--repair"],
+                 ["cif", "--obs-date", OBS, "--analysis-date", ANAL, "-o",
+                  str(stocked.parent / "x.cif")]):
+        done = run(stocked, *args)
+        assert "Traceback" not in done.stderr, (args, done.stderr)
+        assert done.returncode == 1, (args, done.stdout)
+        if args[0] == "verify":
+            assert f"{xxh3}: blob has" in done.stdout and "remove it" in done.stdout, done.stdout
+        else:
+            line = one_error_line(done)
+            assert str(blob) in line and f"rm -r {blob}" in line, (args, line)
+
+
+@pytest.fixture
+def few_inodes(tmp_path) -> Iterator[Path]:
+    """A tmpfs with few inodes (needs mount permission: root in this container)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m,nr_inodes=400", "tmpfs",
+                           str(mount)], capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.strip()[:120]}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_out_of_inodes_while_making_a_view(few_inodes, stocked_template, tmp_path) -> None:
+    """The cache's file system runs out of inodes when a CIF's view is made: before the fix an
+    OSError traceback; now one line naming the view folder."""
+    root = _copy(stocked_template, few_inodes / "cache")
+    shutil.rmtree(root / "views")
+    (root / "views").mkdir()
+    filler = few_inodes / "filler"
+    filler.mkdir()
+    for i in range(100000):  # use up every inode left
+        try:
+            (filler / str(i)).touch()
+        except OSError:
+            break
+    done = run(root, "cif", "--obs-date", OBS, "--analysis-date", ANAL,
+               "-o", str(tmp_path / "ccf.cif"))
+    line = one_error_line(done)
+    assert str(root / "views") in line and "No space left" in line, line
+    assert not (tmp_path / "ccf.cif").exists()
+
+
+def test_concurrent_doctor_rebuilds(stocked) -> None:
+    """Two `doctor --rebuild` at once, with a fetch and a CIF build: each succeeds or ends with
+    one line that says what happened and what to do. Before the fix the second doctor moved
+    the first one's new index aside, and the others said 'attempt to write a readonly
+    database; is the cache folder writable?' or 'disk I/O error'."""
+    name = _stored_names(stocked)[0]
+    messages = []
+    for _ in range(3):
+        jobs = (["doctor", "--rebuild"], ["doctor", "--rebuild"], ["fetch", name],
+                ["cif", "--obs-date", OBS, "--analysis-date", ANAL, "-o",
+                 str(stocked.parent / "x.cif")])
+        procs = [subprocess.Popen([CCFCACHE, *args, "--cache-dir", str(stocked)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for args in jobs]
+        for proc in procs:
+            out, err = proc.communicate(timeout=300)
+            assert "Traceback" not in err, err
+            if proc.returncode != 0:
+                lines = [x for x in err.splitlines() if x.startswith("ccfcache: error:")]
+                assert len(lines) == 1, err
+                messages.append(lines[0])
+    for line in messages:
+        assert "again" in line and ("doctor" in line or "replaced" in line), line
+        assert "readonly" not in line and "disk I/O" not in line, line
+    done = run(stocked, "doctor")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert run(stocked, "verify").returncode == 0
+
+

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ..errors import CcfCacheError
+from ..errors import CcfCacheError, last_resort_message
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -134,6 +134,11 @@ def open_cache(cache_dir: Path | None, *, progress: bool = True, create: bool = 
         fail(one_line(exc))
     except KeyboardInterrupt:
         fail("interrupted", EXIT_INTERRUPTED)
+    except Exception as exc:  # an OSError or sqlite3 error no layer translated: one line
+        message = last_resort_message(exc)
+        if message is None:
+            raise
+        fail(message)
 
 
 def say(message: str) -> None:
