@@ -69,3 +69,11 @@ class SelectionError(CcfCacheError):
 
 class UsageError(CcfCacheError, ValueError):
     """Wrong arguments: an unknown cifbuild parameter, an option value out of range."""
+
+
+class InvalidCif(CcfCacheError):
+    """A file that is not a CIF: not FITS, no CALINDEX table, or missing columns."""
+
+
+class OdfError(CcfCacheError):
+    """No observation date can be had from an ODF: no folder, no summary, or no date in it."""

@@ -17,6 +17,7 @@ from .index import HEADER_COLUMNS, Index
 from .listing import Listing, ListingEntry
 from .progress import NullProgress, Progress
 from .reconcile import SyncPlan, check_withdrawal_safety, plan_sync
+from .rows import KnownListing, ListingWrite
 from .sources import Head, Source
 from .transport import ListingValidators, NotModified
 
@@ -65,14 +66,14 @@ def fetch_listings(sources: list[Source], index: Index | None = None,
     return listings, unchanged
 
 
-def _listing_from_index(url: str, known: dict[tuple[str, str], dict]) -> Listing:
+def _listing_from_index(url: str, known: dict[tuple[str, str], KnownListing]) -> Listing:
     """The listing of a source that answered 304, as the index recorded it (every entry
     unchanged for `plan_sync`)."""
     listing = Listing(source=url)
     for (source, name), row in known.items():
         if source == url:
             listing.entries[name] = ListingEntry(name=name, href=name, size=None,
-                                                 size_hint=row["size_hint"], mtime=row["mtime"])
+                                                 size_hint=row.size_hint, mtime=row.mtime)
     return listing
 
 
@@ -191,77 +192,29 @@ def read_heads(
     return done, failures
 
 
-_VERSION_COLUMNS = ("name", "size", "header_digest", "header_size", *HEADER_COLUMNS,
-                    "header_error", "first_seen", "xxh3", "md5")
-_INSERT_VERSION = (f"INSERT INTO versions ({', '.join(_VERSION_COLUMNS)}) "
-                   f"VALUES ({', '.join('?' * len(_VERSION_COLUMNS))})")
-_UPSERT_LISTING = (
-    "INSERT INTO listings (source, name, size_hint, mtime, size, etag, last_modified, "
-    "version_id, seen_at, href) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(source, name) DO "
-    "UPDATE SET size_hint = excluded.size_hint, mtime = excluded.mtime, size = excluded.size, "
-    "etag = excluded.etag, last_modified = excluded.last_modified, "
-    "version_id = excluded.version_id, seen_at = excluded.seen_at, href = excluded.href"
-)
-_UPSERT_CONSTITUENT = (
-    "INSERT INTO constituents (name, scope, typeid, issue, first_seen, last_seen, "
-    "withdrawn_at) VALUES (?, ?, ?, ?, ?, ?, NULL) ON CONFLICT(name) DO UPDATE SET "
-    "scope = excluded.scope, typeid = excluded.typeid, issue = excluded.issue, "
-    "first_seen = COALESCE(constituents.first_seen, excluded.first_seen), "
-    "last_seen = excluded.last_seen, withdrawn_at = NULL"
-)
-
-
 def apply_sync(index: Index, plan: SyncPlan, heads: list[tuple[str, ListingEntry, Head, dict]],
                listings: dict[str, Listing], report: SyncReport,
                not_modified: set[str] = frozenset()) -> None:
-    """Write the outcome of a sync into the index in one short transaction (plain SQL,
-    batched: sqlite-utils' per-row table introspection cost 1 s per 1,000 headers)."""
-    now = time.time()
-    with index.write() as db:
-        conn = db.conn
-        for src, entry, head, fields in heads:
-            found = conn.execute(
-                "SELECT id FROM versions WHERE name = ? AND size = ? AND header_digest = ?",
-                (fields["name"], fields["size"], fields["header_digest"]),
-            ).fetchone()
-            if found:
-                version_id = found[0]
-            else:
-                row = {**fields, "first_seen": now, "xxh3": None, "md5": None}
-                version_id = conn.execute(
-                    _INSERT_VERSION, tuple(row[c] for c in _VERSION_COLUMNS)).lastrowid
-                report.new_versions.append(entry.name)
-                if fields["header_error"]:
-                    report.header_errors.append(fields["header_error"])
-            conn.execute(_UPSERT_LISTING, (
-                src, entry.name, entry.size_hint, entry.mtime, head.size, head.etag,
-                head.last_modified, version_id, now, entry.href))
-            conn.execute(_UPSERT_CONSTITUENT, (
-                entry.name, fields["scope"], fields["typeid"], fields["issue"], now, now))
-        conn.executemany("DELETE FROM listings WHERE source = ? AND name = ?", plan.dropped)
-        conn.executemany("UPDATE constituents SET withdrawn_at = ? WHERE name = ?",
-                         [(now, name) for name in plan.withdrawn])
-        # a withdrawn name listed again comes back only once its header was read (a listing
-        # row points to a version); until then it stays withdrawn and is retried next sync
-        read_names = {entry.name for _, entry, _, _ in heads}
-        report.reappeared = [name for name in plan.reappeared if name in read_names]
-        listed = {name for listing in listings.values() for name in listing.entries}
-        conn.executemany(
-            "UPDATE constituents SET last_seen = ? WHERE name = ?", [(now, n) for n in listed]
-        )
-        for url, listing in listings.items():
-            conn.execute(
-                "INSERT INTO sources (url, added_at, listed_at, listed_count) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT(url) DO UPDATE SET listed_at = excluded.listed_at, "
-                "listed_count = excluded.listed_count, "
-                "added_at = COALESCE(sources.added_at, excluded.added_at)",
-                (url, now, now, len(listing.entries)))
-            # a listing is asked for conditionally next time only when every row of it is
-            # in the index now (a failed header read must be retried by the next sync)
-            if url not in not_modified:
-                complete = not report.failures
-                index.set_listing_validators(db, url, listing.etag if complete else None,
-                                             listing.last_modified if complete else None)
+    """Write the outcome of a sync into the index in one short transaction."""
+    writes = [ListingWrite(src, entry.name, entry.size_hint, entry.mtime, head.size, head.etag,
+                           head.last_modified, fields, entry.href)
+              for src, entry, head, fields in heads]
+    listed = {name for listing in listings.values() for name in listing.entries}
+    # a listing is asked for conditionally next time only when every row of it is in the
+    # index now (a failed header read must be retried by the next sync)
+    complete = not report.failures
+    validators = {url: (listing.etag, listing.last_modified) if complete else (None, None)
+                  for url, listing in listings.items() if url not in not_modified}
+    new = index.apply_sync(
+        writes, dropped=plan.dropped, withdrawn=plan.withdrawn, listed=listed,
+        source_counts={url: len(listing.entries) for url, listing in listings.items()},
+        now=time.time(), validators=validators)
+    report.new_versions.extend(v.name for v in new)
+    report.header_errors.extend(v.header_error for v in new if v.header_error)
+    # a withdrawn name listed again comes back only once its header was read (a listing
+    # row points to a version); until then it stays withdrawn and is retried next sync
+    read_names = {entry.name for _, entry, _, _ in heads}
+    report.reappeared = [name for name in plan.reappeared if name in read_names]
 
 
 def sync(
@@ -279,19 +232,15 @@ def sync(
     """Reconcile the index with the sources; see the module docstring."""
     progress = progress or NullProgress()
     listings, not_modified = fetch_listings(sources, index)
-    known = {
-        (row["source"], row["name"]): row
-        for row in index.query("SELECT source, name, size, size_hint, mtime, version_id "
-                               "FROM listings")
-    }
+    known = {(row.source, row.name): row for row in index.known_listings()}
     for url in not_modified:
         listings[url] = _listing_from_index(url, known)
     urls = set(listings)
     # rows of sources no longer configured are dropped like names a source stopped listing
     known_rows = {key: row for key, row in known.items() if key[0] in urls}
-    states = index.query("SELECT name, withdrawn_at FROM constituents")
-    active = [r["name"] for r in states if r["withdrawn_at"] is None]
-    withdrawn = [r["name"] for r in states if r["withdrawn_at"] is not None]
+    states = index.name_states()
+    active = [r.name for r in states if r.withdrawn_at is None]
+    withdrawn = [r.name for r in states if r.withdrawn_at is not None]
     plan = plan_sync(listings, known_rows, active, withdrawn)
     plan.dropped += [key for key in known if key[0] not in urls]
     report = SyncReport(
