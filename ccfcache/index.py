@@ -707,6 +707,22 @@ class Index:
             f"FROM versions v JOIN blobs b ON b.xxh3 = v.xxh3 WHERE v.md5 IN ({marks}) "
             "ORDER BY v.id DESC", tuple(md5s))
 
+    # -- what a prune removes, by name (ccfcache.prune_report) -----------------------------
+    def names_of_contents(self, xxh3s: list[str]) -> dict[str, list[str]]:
+        """The constituent names whose versions have each of these contents."""
+        found: dict[str, list[str]] = {h: [] for h in xxh3s}
+        for start in range(0, len(xxh3s), 500):
+            chunk = xxh3s[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self.query(f"SELECT DISTINCT xxh3, name FROM versions WHERE xxh3 IN "
+                                  f"({marks}) ORDER BY name", tuple(chunk)):
+                found[row["xxh3"]].append(row["name"])
+        return found
+
+    def recorded_cif_rows(self) -> list[dict]:
+        """Each recorded CIF's id, path, pin and rows (JSON text: name, xxh3, ...)."""
+        return self.query("SELECT id, path, pinned, rows FROM cifs ORDER BY id")
+
     def listed_versions_named(self, names: list[str]) -> list[dict]:
         """The versions some source lists now under these names (one row per version)."""
         return self.current_versions(names)

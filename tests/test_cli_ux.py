@@ -372,3 +372,22 @@ def test_env_and_cif_after_prune_never_hand_out_dangling_links(cli_cache, server
     assert again.exit_code == 0, again.output
     total, dangling = _links_resolve(json.loads(again.stdout)["view_dir"])
     assert total > 10 and dangling == []
+
+
+def test_prune_names_what_it_removes_and_the_cifs_it_breaks(cli_cache, tmp_path):
+    out = tmp_path / "ccf.cif"
+    built = run("cif", "--cache-dir", str(cli_cache), "--obs-date", OBS, "--analysis-date",
+                ANAL, "-o", str(out), "--json")
+    rows = {r["name"] for r in json.loads(built.stdout)["rows"]}
+    dry = run("prune", "--cache-dir", str(cli_cache), "--max-size", "1", "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    plan = json.loads(dry.stdout)
+    named = {name for item in plan["removed"] for name in item["names"]}
+    assert named == rows  # every content of the CIF, by constituent name
+    assert [c["path"] for c in plan["cifs_needing_refetch"]] == [str(out)]
+    assert set(plan["cifs_needing_refetch"][0]["names"]) == rows
+    text = run("prune", "--cache-dir", str(cli_cache), "--max-size", "1")
+    assert text.exit_code == 0, text.output
+    removed = [line for line in text.stdout.splitlines() if line.startswith("removed: ")]
+    assert {line.split(": ", 1)[1].split(" (")[0] for line in removed} == rows
+    assert f"CIF 1 {out} lost {len(rows)} files" in text.stdout

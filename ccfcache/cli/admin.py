@@ -37,12 +37,24 @@ def prune(
         grace_s = parse_duration(grace)
     except CcfCacheError as exc:
         usage_error(str(exc))
+    from ..prune_report import describe
+
     with open_cache(cache_dir, progress=False, create=False) as cache:
         plan = cache.prune(older_than=age, max_size=size, grace=grace_s, dry_run=dry_run)
+        report = describe(cache.index, plan)
     if as_json:
-        print_json(plan.as_dict())
+        print_json({**plan.as_dict(), **report.as_dict()})
         return
     verb = "would free" if dry_run else "freed"
+    action = "would remove" if dry_run else "removed"
+    for item in report.removed:
+        names = ", ".join(item["names"]) or f"(content {item['xxh3']}, no name)"
+        typer.echo(f"{action}: {names} ({item['reason']}, {human(item['size'])})")
+    for cif_record in report.cifs:
+        lost, loses = cif_record["names"], "would lose" if dry_run else "lost"
+        typer.echo(f"CIF {cif_record['id']} {cif_record['path']} {loses}"
+                   f" {len(lost)} files ({', '.join(lost[:5])}{', ...' if len(lost) > 5 else ''})"
+                   f": `ccfcache env --cif {cif_record['path']}` fetches them again")
     reasons: dict[str, int] = {}
     for item in plan.blobs:
         reasons[item.reason] = reasons.get(item.reason, 0) + 1
