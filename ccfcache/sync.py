@@ -21,6 +21,11 @@ from .rows import KnownListing, ListingWrite
 from .sources import Head, Source
 from .transport import ListingValidators, NotModified
 
+# headers read are committed in batches (an interrupted sync keeps them): this many, or after
+# this many seconds, whichever comes first
+BATCH_HEADERS = 500
+BATCH_SECONDS = 2.0
+
 
 @dataclass
 class SyncReport:
@@ -141,12 +146,15 @@ def read_heads(
     progress: Progress,
     cap: int | None = None,
     keep_header: Callable[[bytes], object] | None = None,
+    on_batch: Callable[[list[tuple[str, ListingEntry, Head, dict]]], object] | None = None,
 ) -> tuple[list[tuple[str, ListingEntry, Head, dict]], list[str]]:
     """Read and parse the headers of `to_read` concurrently (parsing in the workers overlaps
     with other reads in flight); return (source, entry, head, version fields) and failures.
     `workers` reads start in flight, growing up to `cap` while latency allows (`InFlight`).
     `keep_header` receives each readable primary header's bytes (the store keeps them for
-    the mount's header reads); failing to keep one does not fail the sync."""
+    the mount's header reads); failing to keep one does not fail the sync. `on_batch`
+    receives the headers read so far every BATCH_HEADERS reads or BATCH_SECONDS (and the
+    rest at the end), so that an interrupted sync keeps what it has read."""
 
     def read(src: str, entry: ListingEntry) -> tuple[Head, dict, float]:
         start = time.perf_counter()
@@ -162,6 +170,8 @@ def read_heads(
         return replace(head, data=b""), fields, latency
 
     done: list[tuple[str, ListingEntry, Head, dict]] = []
+    pending: list[tuple[str, ListingEntry, Head, dict]] = []
+    flushed = time.monotonic()
     failures: list[str] = []
     control = InFlight(workers, max(workers, cap or workers))
     todo = iter(to_read)
@@ -186,8 +196,16 @@ def read_heads(
                     control.record(None)
                 else:
                     done.append((src, entry, head, fields))
+                    pending.append((src, entry, head, fields))
                     control.record(latency)
                 progress.advance()
+            if on_batch is not None and pending and (
+                    len(pending) >= BATCH_HEADERS
+                    or time.monotonic() - flushed >= BATCH_SECONDS):
+                on_batch(pending)
+                pending, flushed = [], time.monotonic()
+    if on_batch is not None and pending:
+        on_batch(pending)
     progress.finish()
     return done, failures
 
@@ -196,9 +214,7 @@ def apply_sync(index: Index, plan: SyncPlan, heads: list[tuple[str, ListingEntry
                listings: dict[str, Listing], report: SyncReport,
                not_modified: set[str] = frozenset()) -> None:
     """Write the outcome of a sync into the index in one short transaction."""
-    writes = [ListingWrite(src, entry.name, entry.size_hint, entry.mtime, head.size, head.etag,
-                           head.last_modified, fields, entry.href)
-              for src, entry, head, fields in heads]
+    writes = _writes(heads)
     listed = {name for listing in listings.values() for name in listing.entries}
     # a listing is asked for conditionally next time only when every row of it is in the
     # index now (a failed header read must be retried by the next sync)
@@ -215,6 +231,23 @@ def apply_sync(index: Index, plan: SyncPlan, heads: list[tuple[str, ListingEntry
     # row points to a version); until then it stays withdrawn and is retried next sync
     read_names = {entry.name for _, entry, _, _ in heads}
     report.reappeared = [name for name in plan.reappeared if name in read_names]
+
+
+def _writes(heads: list[tuple[str, ListingEntry, Head, dict]]) -> list[ListingWrite]:
+    return [ListingWrite(src, entry.name, entry.size_hint, entry.mtime, head.size, head.etag,
+                         head.last_modified, fields, entry.href)
+            for src, entry, head, fields in heads]
+
+
+def record_heads(index: Index, heads: list[tuple[str, ListingEntry, Head, dict]],
+                 report: SyncReport) -> None:
+    """Commit a batch of headers just read (their versions, listing rows and names), so that
+    an interrupted sync keeps them and the next one reads only the rest (`apply_sync` writes
+    them again at the end: recording a header is idempotent)."""
+    new = index.apply_sync(_writes(heads), dropped=[], withdrawn=[], listed=set(),
+                           source_counts={}, now=time.time())
+    report.new_versions.extend(v.name for v in new)
+    report.header_errors.extend(v.header_error for v in new if v.header_error)
 
 
 def sync(
@@ -262,7 +295,8 @@ def sync(
         return report
     by_url = {source.url: source for source in sources}
     heads, failures = read_heads(plan.to_read, by_url, workers=workers, progress=progress,
-                                 cap=header_cap, keep_header=keep_header)
+                                 cap=header_cap, keep_header=keep_header,
+                                 on_batch=lambda batch: record_heads(index, batch, report))
     report.read = len(heads)
     report.failures = failures
     apply_sync(index, plan, heads, listings, report, not_modified)

@@ -262,4 +262,4 @@ def test_cli_pin_unpin_prune(synced, tmp_path):
     out = runner.invoke(app, ["pin", "nope.cif", "--cache-dir", root])
     assert out.exit_code == 1 and "no recorded CIF" in out.output
     out = runner.invoke(app, ["prune", "--older-than", "soon", "--cache-dir", root])
-    assert out.exit_code == 1 and "not a duration" in out.output
+    assert out.exit_code == 2 and "not a duration" in out.output  # a usage error
