@@ -488,18 +488,17 @@ def new_cache_dir(opts: Options, label: str, sources: list[str]) -> Path:
     return path
 
 
-def cif_names(cache_dir: Path, obs: str = OBS_DATE) -> list[dict]:
+def cif_names(cache_dir: Path, obs: str = OBS_DATE) -> list[Any]:
     """The rows of the CIF ccfcache selects (after a sync), without fetching."""
     from ccfcache import Cache
-    from ccfcache.build import candidate_rows
     from ccfcache.select import select_constituents
 
     with Cache(cache_dir) as cache:
         if not cache._synced_once():
             cache.sync()
         anal = now_iso()
-        rows = candidate_rows(cache, obs, anal, category="XMMCCF", ignore_category=False,
-                              historical=False)
+        rows = cache.index.candidates_for(obs, anal, category="XMMCCF",
+                                          ignore_category=False, historical=False)
         return select_constituents(rows, obs, anal).rows
 
 

@@ -14,19 +14,30 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import load_settings, offline, read_config_file, write_config_file
-from .errors import CacheError, OfflineError, UnknownConstituent
+from .errors import OfflineError, UnknownConstituent
 from .layout import Layout
 from .names import canonical_name
 from .progress import NullProgress, Progress
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
+    from astropy.io.fits import HDUList
+
+    from .build import CifResult
+    from .cifplan import CifPlan
+    from .doctor import DoctorReport
     from .exact import ExactFetch
     from .fetcher import Fetcher
     from .index import Index
+    from .init import InitSummary
     from .mif import MifSeeded, MifWritten
+    from .prune import PrunePlan
+    from .rows import CacheStats, CifEntry, CifRecord, ConstituentStatus, Version
     from .sources import Source
     from .store import BlobStore
     from .sync import SyncReport
+    from .verify import VerifyReport
 
 
 def normalise_source(url: str, presets: dict[str, str] | None = None) -> str:
@@ -74,27 +85,13 @@ class Cache:
     def root(self) -> Path:
         return self.layout.root
 
-    def _ensure_folders(self) -> None:
-        for folder in self.layout.folders():
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise CacheError(
-                    f"cannot create the cache folder {folder}: {exc.strerror}; "
-                    "use --cache-dir or $CCFCACHE_DIR to choose a writable place"
-                ) from exc
-        if not os.access(self.layout.root, os.W_OK):
-            raise CacheError(f"the cache folder {self.layout.root} is not writable")
-        from .shared import prepare_for_writing
-
-        prepare_for_writing(self.layout, self.settings)  # umask, CCFCACHE_FORMAT
-
     @property
     def index(self) -> Index:
         if self._index is None:
-            from .shared import open_index
+            from .permissions import open_index
 
-            self._index = open_index(self)  # read-only, with a note, if not writable for us
+            # read-only, with a note, if not writable for us
+            self._index = open_index(self.layout, self.settings)
         return self._index
 
     @property
@@ -185,7 +182,7 @@ class Cache:
                     progress=self.progress, keep_header=keep)
 
     def _synced_once(self) -> bool:
-        return bool(self.index.query("SELECT 1 FROM sources WHERE listed_at IS NOT NULL"))
+        return self.index.synced_once()
 
     def ensure_synced(self) -> None:
         """Sync a cache that never synced, once across processes and hosts: the first to
@@ -212,7 +209,7 @@ class Cache:
             delay = min(delay * 2, 1.0)
 
     # -- lookups ----------------------------------------------------------------------------
-    def current_version(self, name: str) -> dict:
+    def current_version(self, name: str) -> Version:
         """The version of `name` that the sources list now (syncing once if never synced)."""
         name = canonical_name(name)
         rows = self.index.current_versions([name])
@@ -220,10 +217,7 @@ class Cache:
             self.ensure_synced()
             rows = self.index.current_versions([name])
         if not rows:
-            known = self.index.query(
-                "SELECT withdrawn_at FROM constituents WHERE name = ?", (name,)
-            )
-            if known:
+            if self.index.is_known_name(name):
                 raise UnknownConstituent(f"{name} was withdrawn from the archive")
             raise UnknownConstituent(
                 f"{name} is not listed by any source (run `ccfcache sync`, or check the name)"
@@ -274,61 +268,47 @@ class Cache:
             first = next(iter(failures.values()))
             more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
             raise FetchError(first + more)
-        return {v["name"]: paths[v["id"]] for v in versions}
+        return {v.name: paths[v.id] for v in versions}
 
-    def open(self, name: str, **kwargs: Any):
+    def open(self, name: str, **kwargs: Any) -> HDUList:
         """The constituent as an astropy HDUList (fetched first if needed)."""
         from astropy.io import fits
 
         return fits.open(self.path(name), **kwargs)
 
-    def ls(self, pattern: str | None = None) -> list[dict]:
-        """Constituents known to the index, with status and whether their bytes are local."""
-        rows = self.index.query(
-            "SELECT c.name, c.scope, c.typeid, c.issue, c.withdrawn_at, "
-            "v.id AS version_id, v.size, v.subdate, v.xxh3, v.header_error, "
-            "(SELECT count(*) FROM listings l2 WHERE l2.name = c.name) AS sources "
-            "FROM constituents c LEFT JOIN versions v ON v.id = ("
-            "  SELECT l.version_id FROM listings l JOIN versions v2 ON v2.id = l.version_id "
-            "  WHERE l.name = c.name ORDER BY v2.subdate DESC LIMIT 1) "
-            "ORDER BY c.name"
-        )
+    def ls(self, pattern: str | None = None) -> list[ConstituentStatus]:
+        """Constituents known to the index (those matching a glob or substring `pattern`),
+        with status and whether their bytes are local."""
+        from .rows import ConstituentStatus
+
+        rows = self.index.constituents()
         if pattern:
             wanted = pattern.upper()
             if not any(ch in wanted for ch in "*?["):
                 wanted = f"*{wanted}*"
-            rows = [r for r in rows if fnmatch.fnmatchcase(r["name"], wanted)]
+            rows = [r for r in rows if fnmatch.fnmatchcase(r.name, wanted)]
         store = self.store
-        for row in rows:
-            row["status"] = "withdrawn" if row["withdrawn_at"] else "listed"
-            row["local"] = bool(row["xxh3"]) and store.has(row["xxh3"], row["size"])
-        return rows
+        return [ConstituentStatus(
+            **r.as_dict(), status="withdrawn" if r.withdrawn_at else "listed",
+            local=r.xxh3 is not None and store.has(r.xxh3, r.size))
+            for r in rows]
 
-    def stats(self) -> dict:
+    def stats(self) -> CacheStats:
         """Counts and bytes: listed, stored, and saved by storing each content once."""
-        q = self.index.query
-        listed = q("SELECT count(*) AS n FROM constituents WHERE withdrawn_at IS NULL")[0]["n"]
-        withdrawn = q("SELECT count(*) AS n FROM constituents WHERE withdrawn_at IS NOT NULL")
-        blobs = q("SELECT count(*) AS n, coalesce(sum(size), 0) AS bytes FROM blobs")[0]
-        listed_bytes = q(
-            "SELECT coalesce(sum(v.size), 0) AS b FROM listings l "
-            "JOIN versions v ON v.id = l.version_id"
-        )[0]["b"]
-        served = q(
-            "SELECT coalesce(sum(v.size), 0) AS b FROM listings l "
-            "JOIN versions v ON v.id = l.version_id WHERE v.xxh3 IS NOT NULL"
-        )[0]["b"]
-        return {
-            "cache_dir": str(self.root),
-            "sources": self.settings.sources,
-            "constituents_listed": listed,
-            "constituents_withdrawn": withdrawn[0]["n"],
-            "versions_known": q("SELECT count(*) AS n FROM versions")[0]["n"],
-            "contents_stored": blobs["n"],
-            "bytes_stored": blobs["bytes"],
-            "bytes_listed": listed_bytes,
-            "bytes_saved_by_dedup": max(0, served - blobs["bytes"]),
-        }
+        from .rows import CacheStats
+
+        counts = self.index.counts()
+        return CacheStats(
+            cache_dir=str(self.root),
+            sources=list(self.settings.sources),
+            constituents_listed=counts.constituents_listed,
+            constituents_withdrawn=counts.constituents_withdrawn,
+            versions_known=counts.versions_known,
+            contents_stored=counts.contents_stored,
+            bytes_stored=counts.bytes_stored,
+            bytes_listed=counts.bytes_listed,
+            bytes_saved_by_dedup=max(0, counts.bytes_served_stored - counts.bytes_stored),
+        )
 
     # -- CIFs -------------------------------------------------------------------------------
     def cif(
@@ -336,26 +316,62 @@ class Cache:
         obs_date: str | None,
         analysis_date: str | None = None,
         out: str | os.PathLike[str] | None = None,
-        **options: Any,
-    ):
-        """Build a CIF (see `ccfcache.build.build_cif`); returns a `CifResult` with the rows,
-        the CIF path and the SAS environment (`.env`)."""
-        from .build import build_cif
+        *,
+        category: str = "XMMCCF",
+        ignore_category: bool = False,
+        historical: bool = False,
+        fullpath: bool = False,
+        pin: bool = False,
+        parameters: dict[str, str] | None = None,
+        now: datetime | None = None,
+    ) -> CifResult:
+        """Build a CIF as cifbuild would for these dates (default: now) and return a
+        `CifResult`: the CIF path, its rows, the warnings and the SAS environment (`.env`).
 
-        return build_cif(self, obs_date, analysis_date, out, **options)
+        `out`: where to write it (default: the cache's cifs/ folder); `category`: CATEGORY to
+        select (`ignore_category`: any); `historical`: also contents no source lists now but
+        still stored; `fullpath`: FNAME holds full paths; `pin`: keep its contents through
+        prune; `parameters`: extra cifbuild parameters recorded in the CIF; `now`: the clock
+        for relative dates. A cache that never synced syncs first."""
+        from .build import build_cif
+        from .dates import resolve_date
+
+        resolve_date(obs_date, now=now)  # a bad date fails before any sync
+        resolve_date(analysis_date, now=now)
+        self.ensure_synced()
+        return build_cif(self.index, self.store, self.fetcher(), obs_date, analysis_date, out,
+                         category=category, ignore_category=ignore_category,
+                         historical=historical, fullpath=fullpath, pin=pin,
+                         parameters=parameters, now=now)
+
+    def plan_cif(self, obs_date: str | None, analysis_date: str | None = None, *,
+                 category: str = "XMMCCF", ignore_category: bool = False,
+                 historical: bool = False) -> CifPlan:
+        """What `cif` would select and which of those contents are not stored yet; fetches
+        nothing, writes no CIF (a cache that never synced syncs first)."""
+        from .cifplan import plan_cif
+        from .dates import resolve_date
+
+        resolve_date(obs_date)  # a bad date fails before any sync
+        resolve_date(analysis_date)
+        self.ensure_synced()
+        return plan_cif(self.index, self.fetcher(), obs_date, analysis_date, category=category,
+                        ignore_category=ignore_category, historical=historical)
 
     def env_for_cif(self, cif_path: str | os.PathLike[str]) -> dict[str, str]:
         """SAS_CCF and SAS_CCFPATH for an existing CIF (ccfcache's or SAS's)."""
         from .build import env_for_cif
 
-        return env_for_cif(self, cif_path)
+        return env_for_cif(self.index, self.store, self.fetcher, cif_path,
+                           ensure_synced=self.ensure_synced)
 
     def fetch_cif(self, cif_path: str | os.PathLike[str]) -> ExactFetch:
         """Make local exactly the contents a CALINDEX names (by MD5 and FSIZE): a CIF, an event
         list, a PPS product, gzip or not. Rows nothing can serve are in `.unserved`."""
         from .exact import materialise
 
-        return materialise(self, cif_path)
+        return materialise(self.index, self.store, self.fetcher, cif_path,
+                           ensure_synced=self.ensure_synced)
 
     def select(self, scope: str, typeid: str, obs_date: str | None,
                analysis_date: str | None = None, *, category: str = "XMMCCF",
@@ -372,7 +388,7 @@ class Cache:
         anal = resolve_date(analysis_date)
         group = (scope.strip().upper(), typeid.strip().upper())
         self.ensure_synced()
-        selection = select_rows(self, obs, anal, category=category, historical=historical)
+        selection = select_rows(self.index, obs, anal, category=category, historical=historical)
         found = [r for r in selection.rows if (r["scope"], r["typeid"]) == group]
         if not found:
             raise SelectionError(
@@ -392,7 +408,7 @@ class Cache:
         if fetch:
             self.ensure_synced()
             chosen = mif_versions(self.index.versions_with_state(), anal, category=category)
-            missing = [dict(v) for v in chosen if not v.get("md5")]
+            missing = [self.index.version(int(v["id"])) for v in chosen if not v.get("md5")]
             if missing:
                 _, failures = self.fetcher().fetch_many(missing)
                 if failures:
@@ -408,7 +424,8 @@ class Cache:
 
         if sources:
             self._use_sources(sources)
-        report = seed_from_mif(self, location)
+        report = seed_from_mif(self.index, self.settings, list(self.sources().values()),
+                               location)
         if sources or self._explicit_sources:
             config = read_config_file(self.root)
             config["sources"] = self.settings.sources
@@ -423,11 +440,88 @@ class Cache:
             self._sources = None
         self.settings.sources = chosen
 
-    def cifs(self) -> list[dict]:
+    def cifs(self) -> list[CifEntry]:
         """The CIFs this cache has built, newest first."""
         from .build import list_cifs
 
-        return list_cifs(self)
+        return list_cifs(self.index)
+
+    def pin(self, cif: str | os.PathLike[str] | int) -> CifRecord:
+        """Keep the contents of a recorded CIF (by path or id) through every prune. A file
+        with a CALINDEX that is not recorded yet (SAS's CIF, an event list, a PPS product) is
+        recorded first, with its exact contents (fetched by MD5 if needed)."""
+        from .build import record_calindex
+        from .prune import set_pinned
+
+        if not isinstance(cif, int) and not os.fspath(cif).isdigit():
+            path = Path(cif).expanduser().absolute()
+            if self.index.cif_by_path(str(path)) is None and path.is_file():
+                record_calindex(self.index, self.store, self.fetcher, path, pin=True,
+                                ensure_synced=self.ensure_synced)
+        return set_pinned(self.index, cif, True)
+
+    def unpin(self, cif: str | os.PathLike[str] | int) -> CifRecord:
+        """Let prune remove the contents of a recorded CIF again."""
+        from .prune import set_pinned
+
+        return set_pinned(self.index, cif, False)
+
+    # -- upkeep -----------------------------------------------------------------------------
+    def init(self, *, shared: bool = False, group: str | None = None,
+             site_dir: str | os.PathLike[str] | None = None) -> InitSummary:
+        """Create this cache folder (or make it a shared one, group-writable; `group` owns
+        it) and record its options; `site_dir`: a read-only site cache read first."""
+        from .config import load_settings
+        from .init import init_cache
+
+        self.close()
+        summary = init_cache(self.root, shared=shared, group=group, site_dir=site_dir)
+        fresh = load_settings(self.root, workers=self.settings.workers)
+        self.settings.shared, self.settings.group = fresh.shared, fresh.group
+        self.settings.site_dir = fresh.site_dir
+        self.layout.site = Layout(fresh.site_dir) if fresh.site_dir is not None else None
+        return summary
+
+    def prune(self, *, older_than: float | None = None, max_size: int | None = None,
+              grace: float | None = None, dry_run: bool = False,
+              now: float | None = None) -> PrunePlan:
+        """Remove withdrawn and superseded contents, those unused for `older_than` seconds,
+        and least recently used ones while the store exceeds `max_size` bytes (never what a
+        pinned CIF uses), plus old temporaries, stale locks and dead views. Returns the
+        plan, which says what was (with `dry_run`: would be) freed."""
+        from .prune import TMP_GRACE_S, prune
+
+        return prune(self.index, self.layout, older_than=older_than, max_size=max_size,
+                     grace=TMP_GRACE_S if grace is None else grace, dry_run=dry_run, now=now)
+
+    def verify(self, *, full: bool = False, sample: float | None = None, repair: bool = False,
+               workers: int | None = None, rng: random.Random | None = None) -> VerifyReport:
+        """Check the store: sizes and view links; hashes too with `full` or a `sample`
+        (percent); `repair` re-fetches what a source still serves."""
+        from .verify import verify
+
+        return verify(self.index, self.layout, full=full, sample=sample, repair=repair,
+                      workers=workers, rng=rng, make_fetcher=self.fetcher)
+
+    def verify_cif(self, cif_path: str | os.PathLike[str]) -> VerifyReport:
+        """Check each row of a CIF (MD5, size) against its file or the cache's content."""
+        from .verify import verify_cif
+
+        return verify_cif(self.index, self.layout, cif_path)
+
+    def doctor(self, *, rebuild: bool = False, sync: bool = True,
+               now: float | None = None) -> DoctorReport:
+        """Check the index; rebuild a missing or corrupt one (or with `rebuild`) from a sync
+        and the blobs on disk; attach blobs the index does not know."""
+        from .doctor import doctor
+
+        self.close()  # no connection may stay open on a file about to move
+
+        def sync_sources() -> dict[str, int]:
+            return dict(self.sync().sources)
+
+        return doctor(self.layout, lambda: self.index, sync=sync_sources if sync else None,
+                      rebuild=rebuild, workers=self.settings.workers, now=now)
 
     @contextmanager
     def sas_env(

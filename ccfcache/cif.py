@@ -14,11 +14,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .dates import normalise_date
-from .errors import CcfCacheError, SelectionError
-
-
-class InvalidCif(CcfCacheError):
-    """A file that is not a CIF: not FITS, no CALINDEX table, or missing columns."""
+from .errors import InvalidCif, SelectionError
 
 
 class CifColumn(NamedTuple):

@@ -11,7 +11,9 @@ from .errors import SelectionError
 from .select import select_constituents
 
 if TYPE_CHECKING:
-    from .cache import Cache
+    from .fetcher import Fetcher
+    from .index import Index
+    from .rows import Version
 
 
 @dataclass
@@ -20,8 +22,8 @@ class CifPlan:
 
     obs_date: str
     analysis_date: str
-    rows: list[dict]
-    missing: list[dict]
+    rows: list[Version]
+    missing: list[Version]
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -42,23 +44,19 @@ class CifPlan:
         }  # fmt: skip
 
 
-def plan_cif(cache: Cache, obs_date: str | None, analysis_date: str | None = None, *,
-             category: str = "XMMCCF", ignore_category: bool = False,
-             historical: bool = False) -> CifPlan:
-    """Select as `Cache.cif` would (syncing a never-synced cache first) and say which selected
-    contents are not stored; fetches nothing and writes no CIF."""
-    from .build import candidate_rows
-
+def plan_cif(index: Index, fetcher: Fetcher, obs_date: str | None,
+             analysis_date: str | None = None, *, category: str = "XMMCCF",
+             ignore_category: bool = False, historical: bool = False) -> CifPlan:
+    """Select as `build_cif` would and say which selected contents are not stored; fetches
+    nothing and writes no CIF (`Cache.plan_cif` syncs a never-synced cache first)."""
     obs = resolve_date(obs_date)
     anal = resolve_date(analysis_date)
-    cache.ensure_synced()
-    rows = candidate_rows(cache, obs, anal, category=category, ignore_category=ignore_category,
-                          historical=historical)
+    rows = index.candidates_for(obs, anal, category=category, ignore_category=ignore_category,
+                                historical=historical)
     selection = select_constituents(rows, obs, anal, category=category,
                                     ignore_category=ignore_category)
     if not selection.rows:
         raise SelectionError(
             f"no constituent is valid for observation date {obs} and analysis date {anal}")
-    fetcher = cache.fetcher()
-    missing = [r for r in selection.rows if fetcher.local_path(dict(r)) is None]
+    missing = [r for r in selection.rows if fetcher.local_path(r) is None]
     return CifPlan(obs, anal, list(selection.rows), missing, list(selection.warnings))

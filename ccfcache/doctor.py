@@ -15,7 +15,11 @@ from typing import TYPE_CHECKING
 from .errors import CacheError, CcfCacheError, InvalidHeader
 
 if TYPE_CHECKING:
-    from .cache import Cache
+    from collections.abc import Callable
+
+    from .index import Index
+    from .layout import Layout
+    from .locks import FileLock
 
 _HASH_RE = re.compile(r"[0-9a-f]{32}")
 
@@ -89,17 +93,13 @@ def check_index(db: Path) -> str | None:
     """None when the index file is sound; else 'missing' or what is wrong with it."""
     if not db.exists():
         return "missing"
+    from .index import integrity_rows
+
     try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
-        try:
-            problem = integrity_problem(conn.execute("PRAGMA integrity_check").fetchall())
-            if problem is None:
-                tables = {r[0] for r in conn.execute(
-                    "SELECT name FROM sqlite_master WHERE type = 'table'")}
-                if not {"meta", "versions", "blobs"} <= tables:
-                    problem = "not a ccfcache index (tables missing)"
-        finally:
-            conn.close()
+        rows, tables = integrity_rows(db)
+        problem = integrity_problem(rows)
+        if problem is None and not {"meta", "versions", "blobs"} <= tables:
+            problem = "not a ccfcache index (tables missing)"
     except sqlite3.DatabaseError as exc:
         return str(exc) or type(exc).__name__
     return problem
@@ -155,15 +155,14 @@ def _inspect(path: Path) -> tuple[Path, object, dict | None, str | None]:
     return path, info, header, None
 
 
-def attach_blobs(cache: Cache, report: DoctorReport, *, workers: int = 8) -> None:
+def attach_blobs(index: Index, layout: Layout, report: DoctorReport, *,
+                 workers: int = 8) -> None:
     """Record blob files the index does not know, against the version with the same name,
     header digest and size (re-created from the header when no source lists it now)."""
-    from .index import HEADER_COLUMNS
     from .names import ConstituentName
 
-    index = cache.index
-    known = {r["xxh3"] for r in index.query("SELECT xxh3 FROM blobs")}
-    files = [p for p in _blob_files(cache.layout.blobs) if p.name not in known]
+    known = index.blob_hashes()
+    files = [p for p in _blob_files(layout.blobs) if p.name not in known]
     report.blob_files = len(files) + len(known)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         inspected = list(pool.map(_inspect, files))
@@ -175,88 +174,69 @@ def attach_blobs(cache: Cache, report: DoctorReport, *, workers: int = 8) -> Non
         assert info is not None and header is not None
         name = ConstituentName(header["scope"], header["typeid"], int(header["issue"])).name
         st = path.stat()
-        with index.write() as db:
-            rows = index.query(
-                "SELECT id, xxh3 FROM versions WHERE name = ? AND size = ? AND header_digest = ?",
-                (name, info.size, header["header_digest"]))
-            if rows and rows[0]["xxh3"] not in (None, info.xxh3):
-                report.problems.append(
-                    f"{path.name}: {name} is known with other bytes ({rows[0]['xxh3']})")
-                continue
-            if rows:
-                db.execute("UPDATE versions SET xxh3 = ?, md5 = ? WHERE id = ?",
-                           (info.xxh3, info.md5, rows[0]["id"]))
-                listed = index.query("SELECT 1 FROM listings WHERE version_id = ?",
-                                     (rows[0]["id"],))
-            else:
-                fields = {k: header.get(k) for k in HEADER_COLUMNS}
-                db["versions"].insert({
-                    **fields, "name": name, "size": info.size,
-                    "header_digest": header["header_digest"],
-                    "header_size": header["header_size"], "header_error": None,
-                    "xxh3": info.xxh3, "md5": info.md5, "first_seen": now,
-                    "last_used": st.st_atime,
-                })
-                listed = []
-            db.execute(
-                "INSERT OR IGNORE INTO blobs (xxh3, size, md5, stored_at, last_used) "
-                "VALUES (?, ?, ?, ?, ?)", (info.xxh3, info.size, info.md5, st.st_mtime,
-                                           st.st_atime))
-        if listed:
+        outcome = index.attach_blob(name=name, header=header, xxh3=info.xxh3, md5=info.md5,
+                                    size=info.size, stored_at=st.st_mtime,
+                                    last_used=st.st_atime, now=now)
+        if outcome.startswith("conflict:"):
+            other = outcome.partition(":")[2]
+            report.problems.append(f"{path.name}: {name} is known with other bytes ({other})")
+            continue
+        if outcome == "listed":
             report.attached += 1
         else:
             report.recovered += 1
         report.attached_bytes += info.size
 
 
-def doctor(cache: Cache, *, rebuild: bool = False, sync: bool = True,
-           now: float | None = None) -> DoctorReport:
-    """Check the index; rebuild it (move aside, new index, sync, re-attach blobs) when it is
-    missing or corrupt, or when `rebuild`. A sound index still gets unrecorded blobs attached."""
+def doctor(layout: Layout, open_index: Callable[[], Index], *,
+           sync: Callable[[], dict[str, int]] | None = None, rebuild: bool = False,
+           workers: int = 8, now: float | None = None) -> DoctorReport:
+    """Check the index; rebuild it (move aside, new index, `sync()`, re-attach blobs) when it
+    is missing or corrupt, or when `rebuild`. A sound index still gets unrecorded blobs
+    attached. No connection to the index may be open (`Cache.doctor` closes its own);
+    `open_index()` opens it (anew) once the checks are done, and `sync()` lists the sources
+    into it, returning constituents listed per source."""
     now = time.time() if now is None else now
     report = DoctorReport()
-    cache.close()  # no connection may stay open on a file about to move
-    db = cache.layout.db
-    report.rolled_back = roll_back_journal(db)
-    problem = check_index(db)
+    report.rolled_back = roll_back_journal(layout.db)
+    problem = check_index(layout.db)
     report.integrity = problem or "ok"
     if problem is not None or rebuild:
-        guard = _rebuild_lock(cache)
+        guard = _rebuild_lock(layout)
         try:
-            _rebuild(cache, report, problem, sync=sync)
+            _rebuild(layout, open_index, report, problem, sync=sync)
         finally:
             guard.release()
-    attach_blobs(cache, report, workers=cache.settings.workers)
+    attach_blobs(open_index(), layout, report, workers=workers)
     return report
 
 
-def _rebuild_lock(cache: Cache):
+def _rebuild_lock(layout: Layout) -> FileLock:
     """One rebuild at a time per cache (a second doctor would move the first one's new index
     aside): the lock protocol's own O_EXCL file, so a dead doctor's lock is broken."""
     from .locks import FileLock, describe_holder, read_lock
 
-    lock = FileLock(cache.layout.locks / "doctor-rebuild.lock")
+    lock = FileLock(layout.locks / "doctor-rebuild.lock")
     try:
-        cache.layout.locks.mkdir(parents=True, exist_ok=True)
+        layout.locks.mkdir(parents=True, exist_ok=True)
     except OSError:
         pass
     if not lock.try_acquire():
         raise CacheError(
-            f"another ccfcache doctor is rebuilding the index of {cache.layout.root} "
+            f"another ccfcache doctor is rebuilding the index of {layout.root} "
             f"({describe_holder(read_lock(lock.path))}); run doctor again once it is done")
     return lock
 
 
-def _rebuild(cache: Cache, report: DoctorReport, problem: str | None, *, sync: bool) -> None:
+def _rebuild(layout: Layout, open_index: Callable[[], Index], report: DoctorReport,
+             problem: str | None, *, sync: Callable[[], dict[str, int]] | None) -> None:
     """Move the index aside, create a new one, sync it (and keep a sound index's CIFs)."""
-    db = cache.layout.db
     report.rebuilt = True
-    report.moved_to = _move_aside(db)
+    report.moved_to = _move_aside(layout.db)
     if problem is None:  # a sound index rebuilt on request: its CIF records and pins stay
-        report.cifs_kept = cache.index.copy_cifs_from(aside_name(db))
-    if sync:
+        report.cifs_kept = open_index().copy_cifs_from(aside_name(layout.db))
+    if sync is not None:
         try:
-            result = cache.sync()
-            report.sync = dict(result.sources)
+            report.sync = sync()
         except CcfCacheError as exc:
             report.sync_error = str(exc).splitlines()[0]

@@ -71,6 +71,14 @@ class UsageError(CcfCacheError, ValueError):
     """Wrong arguments: an unknown cifbuild parameter, an option value out of range."""
 
 
+class InvalidCif(CcfCacheError):
+    """A file that is not a CIF: not FITS, no CALINDEX table, or missing columns."""
+
+
+class OdfError(CcfCacheError):
+    """No observation date can be had from an ODF: no folder, no summary, or no date in it."""
+
+
 def last_resort_message(exc: BaseException) -> str | None:
     """A one-line message (what failed, where, what to do) for an OSError or sqlite3 error that
     no layer translated, so that the CLI never shows a traceback; None for anything else.

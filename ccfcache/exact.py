@@ -17,7 +17,11 @@ from typing import TYPE_CHECKING, Any
 from .cif import CifData, read_cif
 
 if TYPE_CHECKING:
-    from .cache import Cache
+    from collections.abc import Callable, Mapping
+
+    from .fetcher import Fetcher
+    from .index import Index
+    from .store import BlobStore
 
 
 @dataclass(frozen=True)
@@ -51,17 +55,18 @@ class ExactFetch:
         }
 
 
-def _matches(version: dict, row: dict) -> bool:
+def _matches(version: Mapping[str, Any], row: Mapping[str, Any]) -> bool:
     return version.get("md5") == row["md5"] and int(version["size"]) == row["size"]
 
 
-def materialise(cache: Cache, cif_path: str | os.PathLike[str]) -> ExactFetch:
+def materialise(index: Index, store: BlobStore, make_fetcher: Callable[[], Fetcher],
+                cif_path: str | os.PathLike[str], *,
+                ensure_synced: Callable[[], None] | None = None) -> ExactFetch:
     """Make every row's content local, matched by MD5 and FSIZE; see the module docstring.
-    Raises InvalidCif for a file without a usable CALINDEX."""
+    `ensure_synced()` runs before the sources' contents are looked at (when some row is not
+    stored). Raises InvalidCif for a file without a usable CALINDEX."""
     data = read_cif(Path(cif_path).expanduser().absolute())
     result = ExactFetch(cif=data)
-    index = cache.index
-    store = cache.store
     wanted = [row for row in data.rows if row["md5"]]
     for row in data.rows:
         if not row["md5"]:
@@ -83,7 +88,8 @@ def materialise(cache: Cache, cif_path: str | os.PathLike[str]) -> ExactFetch:
         else:
             to_fetch[number] = row
     if to_fetch:
-        cache.ensure_synced()
+        if ensure_synced is not None:
+            ensure_synced()
         names = sorted({row["name"] for row in to_fetch.values()})
         listed: dict[str, list[dict]] = {}
         for version in index.listed_versions_named(names):
@@ -100,7 +106,7 @@ def materialise(cache: Cache, cif_path: str | os.PathLike[str]) -> ExactFetch:
             else:
                 result.unserved.append(_unserved(row, listed.get(row["name"], [])))
         unique = {v["id"]: v for v in plan.values()}
-        _, failures = cache.fetcher().fetch_many(list(unique.values()))
+        _, failures = make_fetcher().fetch_many(list(unique.values()))
         for number, version in plan.items():
             row = data.rows[number]
             if version["id"] in failures:

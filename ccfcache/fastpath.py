@@ -12,34 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
+from typing import TYPE_CHECKING
 
-from .layout import Layout, format_compatible, index_uri
+from .index_fast import current_row, known_content
+from .layout import Layout
 
-_CURRENT_SQL = (  # the content Cache.current_version() would pick (Index.current_versions)
-    "SELECT v.xxh3, v.size, v.header_digest, v.header_error FROM versions v "
-    "JOIN listings l ON l.version_id = v.id WHERE v.name = ? "
-    "ORDER BY v.subdate DESC, v.id DESC LIMIT 1"
-)
-_CONTENT_SQL = (
-    "SELECT xxh3, md5 FROM versions WHERE name = ? AND size = ? AND header_digest = ? "
-    "AND xxh3 IS NOT NULL LIMIT 1"
-)
-
-
-def _query_ro(layout: Layout, sql: str, params: tuple) -> tuple | None:
-    """One row from an index opened read-only, or None (absent, unreadable, incompatible)."""
-    if not layout.db.is_file() or not format_compatible(layout.root):
-        return None
-    try:
-        conn = sqlite3.connect(index_uri(layout.db, readonly=True), uri=True, timeout=30)
-        try:
-            return conn.execute(sql, params).fetchone()
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return None
-
+if TYPE_CHECKING:
+    from .rows import Version
 
 def _blob(layout: Layout, xxh3: str, size: int) -> str | None:
     path = os.path.join(layout.blobs, xxh3[:2], xxh3)
@@ -58,11 +37,11 @@ def local_path(layout: Layout, name: str) -> str | None:
     in this cache or in the site cache under it. Only when the personal index does not know
     the name (no personal index yet, never synced) does the site's own index decide: the
     site's older bytes are never returned for a name whose current content differs."""
-    row = _query_ro(layout, _CURRENT_SQL, (name,))
+    row = current_row(layout, name)
     if row is not None:
         return _stored(layout, name, row)
     if layout.site is not None:
-        row = _query_ro(layout.site, _CURRENT_SQL, (name,))
+        row = current_row(layout.site, name)
         if row is not None:
             return _stored(layout.site, name, row)
     return None
@@ -82,20 +61,21 @@ def _stored(layout: Layout, name: str, row: tuple) -> str | None:
                 if path is not None:
                     return path
         return None
-    found = site_content(layout, {"name": name, "size": size, "header_digest": header_digest})
-    return None if found is None else found[0]
+    if layout.site is None or not header_digest:
+        return None
+    known = known_content(layout.site, name, size, header_digest)
+    return None if known is None else _blob(layout.site, known[0], size)
 
 
-def site_content(layout: Layout, version: dict) -> tuple[str, str, str] | None:
+def site_content(layout: Layout, version: Version) -> tuple[str, str, str | None] | None:
     """(path, xxh3, md5) of this exact content (name, size, header digest) in the site cache
     under `layout`, when the site cache holds its bytes."""
-    if layout.site is None or not version.get("header_digest"):
+    if layout.site is None or not version.header_digest:
         return None
-    row = _query_ro(layout.site, _CONTENT_SQL,
-                    (version["name"], int(version["size"]), version["header_digest"]))
+    row = known_content(layout.site, version.name, int(version.size), version.header_digest)
     if row is None:
         return None
-    path = _blob(layout.site, row[0], int(version["size"]))
+    path = _blob(layout.site, row[0], int(version.size))
     return None if path is None else (path, row[0], row[1])
 
 

@@ -6,19 +6,23 @@ from __future__ import annotations
 import random
 import sys
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import xxhash
 
 from .config import missing_offline, offline
 from .download import download
 from .errors import CcfCacheError, FetchError, OfflineError
-from .index import Index
+from .index import MIF_DIGEST_PREFIX, Index
 from .locks import content_key, content_lock
 from .progress import NullProgress, Progress
+from .rows import Version
 from .sources import Source
-from .store import BlobStore, StreamHasher
+from .store import BlobInfo, BlobStore, StreamHasher
 from .transport import Validators
 
 LOCK_POLL_S = (0.05, 1.0)
@@ -34,20 +38,17 @@ def _say_waiting(name: str, lock: Path, waited: float) -> None:
 TOUCH_INTERVAL_S = 600.0  # a use is recorded at most this often per version
 
 
-MIF_DIGEST_PREFIX = "mif-"
-
-
-def is_from_mif(version: dict) -> bool:
+def is_from_mif(version: Mapping[str, Any]) -> bool:
     """True for a version recorded from a Master Index File: no header was read, its MD5
     (from the MIF) is what its bytes are checked against."""
     return str(version.get("header_digest") or "").startswith(MIF_DIGEST_PREFIX)
 
 
-def _header_matches(partial: Path, version: dict) -> bool:
-    size = int(version["header_size"] or 0)
+def _header_matches(partial: Path, version: Version) -> bool:
+    size = int(version.header_size or 0)
     with open(partial, "rb") as handle:
         data = handle.read(size)
-    return xxhash.xxh3_128_hexdigest(data) == version["header_digest"]
+    return xxhash.xxh3_128_hexdigest(data) == version.header_digest
 
 
 class Fetcher:
@@ -60,14 +61,31 @@ class Fetcher:
         self.sources = sources
         self.workers = workers
         self.progress = progress or NullProgress()
+        self._learned: dict[int, Version] = {}  # versions whose hashes a site cache told
 
-    def local_path(self, version: dict) -> Path | None:
+    def local_path(self, version: Version) -> Path | None:
         """The blob of a version if it is stored and complete."""
-        xxh3 = version.get("xxh3")
-        found = self.store.find(xxh3, version["size"]) if xxh3 else None
+        xxh3 = version.xxh3
+        found = self.store.find(xxh3, version.size) if xxh3 else None
         return found if found is not None else self._from_site(version)
 
-    def _from_site(self, version: dict) -> Path | None:
+    def refreshed(self, versions: list[Version]) -> list[Version]:
+        """The same versions with the hashes learned since they were read (fetched, or found
+        in the site cache): what a CIF records."""
+        if all(v.xxh3 and v.md5 for v in versions):
+            return versions
+        fresh = self.index.versions_by_id([v.id for v in versions if not (v.xxh3 and v.md5)])
+        out = []
+        for v in versions:
+            if v.xxh3 and v.md5:
+                out.append(v)
+            elif v.id in self._learned:
+                out.append(self._learned[v.id])
+            else:
+                out.append(fresh.get(v.id, v))
+        return out
+
+    def _from_site(self, version: Version) -> Path | None:
         """The same content in the read-only site cache (recorded here, not copied)."""
         from .fastpath import site_content
 
@@ -76,13 +94,11 @@ class Fetcher:
             return None
         path, xxh3, md5 = found
         if not self.index.readonly:
-            with self.index.write() as db:
-                db.execute("UPDATE OR IGNORE versions SET xxh3 = ?, md5 = ? "
-                           "WHERE id = ? AND xxh3 IS NULL", (xxh3, md5, version["id"]))
-        version.update(xxh3=xxh3, md5=md5)
+            self.index.learn_content(version.id, xxh3, md5)
+        self._learned[version.id] = replace(version, xxh3=xxh3, md5=md5)
         return Path(path)
 
-    def fetch_many(self, versions: list[dict]) -> tuple[dict[int, Path], dict[int, str]]:
+    def fetch_many(self, versions: list[Version]) -> tuple[dict[int, Path], dict[int, str]]:
         """Fetch every version not yet local; return paths and failure messages by version id."""
         paths: dict[int, Path] = {}
         missing = []
@@ -91,53 +107,51 @@ class Fetcher:
             if path is None:
                 missing.append(version)
             else:
-                paths[version["id"]] = path
+                paths[version.id] = path
         failures: dict[int, str] = {}
         if missing and self.index.readonly:
-            from .shared import readonly_fetch_error
+            from .permissions import readonly_fetch_error
 
-            raise readonly_fetch_error(self.store.layout.root, missing[0]["name"])
+            raise readonly_fetch_error(self.store.layout.root, missing[0].name)
         if missing and offline():
-            raise OfflineError(missing_offline([v["name"] for v in missing]))
+            raise OfflineError(missing_offline([v.name for v in missing]))
         if missing:
-            total = sum(int(v["size"]) for v in missing)
+            total = sum(int(v.size) for v in missing)
             self.progress.start(f"fetching {len(missing)} files", total, "bytes")
             with ThreadPoolExecutor(max_workers=max(1, min(self.workers, len(missing)))) as pool:
                 futures = {pool.submit(self.fetch_one, v): v for v in missing}
                 for future in as_completed(futures):
                     version = futures[future]
                     try:
-                        paths[version["id"]] = future.result()
+                        paths[version.id] = future.result()
                     except CcfCacheError as exc:
-                        failures[version["id"]] = str(exc)
-                    self.progress.advance(int(version["size"]))
+                        failures[version.id] = str(exc)
+                    self.progress.advance(int(version.size))
             self.progress.finish()
-        self._touch([v for v in versions if v["id"] in paths])
+        self._touch([v for v in versions if v.id in paths])
         return paths, failures
 
-    def _touch(self, versions: list[dict]) -> None:
+    def _touch(self, versions: list[Version]) -> None:
         """Record a use (for prune's LRU), at most once per TOUCH_INTERVAL_S per version: a
         warm build then writes nothing, and hosts sharing the cache do not queue to say so."""
         now = time.time()
-        stale = [v["id"] for v in versions if (v.get("last_used") or 0) < now - TOUCH_INTERVAL_S]
+        stale = [v.id for v in versions if (v.last_used or 0) < now - TOUCH_INTERVAL_S]
         if not stale or self.index.readonly:
             return
-        with self.index.write() as db:
-            db.conn.executemany("UPDATE versions SET last_used = ? WHERE id = ?",
-                                [(now, version_id) for version_id in stale])
+        self.index.touch_versions(stale, now)
 
-    def fetch_one(self, version: dict, *, replace: bool = False) -> Path:
+    def fetch_one(self, version: Version, *, replace: bool = False) -> Path:
         """Fetch one version, waiting for another process that is already fetching it. With
         `replace` (a repair), the stored blob is not trusted: a fresh download, verified
         against the known hash, replaces it atomically (the damaged file stays until then)."""
-        if version.get("header_error"):
-            raise FetchError(f"{version['name']}: {version['header_error']}")
+        if version.header_error:
+            raise FetchError(f"{version.name}: {version.header_error}")
         lock = content_lock(self.store.layout.locks, version)
         delay = LOCK_POLL_S[0]
         waiting_since = time.monotonic()
         said = waiting_since
         while True:
-            current = self.index.version(version["id"])
+            current = self.index.version(version.id)
             path = None if replace else self.local_path(current)
             if path is not None:
                 return path
@@ -149,7 +163,7 @@ class Fetcher:
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 1.5, LOCK_POLL_S[1])
         try:
-            current = self.index.version(version["id"])
+            current = self.index.version(version.id)
             path = None if replace else self.local_path(current)
             if path is not None:
                 return path
@@ -157,17 +171,16 @@ class Fetcher:
         finally:
             lock.release()
 
-    def _download(self, version: dict, *, replace: bool = False) -> Path:
-        name = version["name"]
-        rows = self.index.download_routes(version["id"])
-        usable = [(r["source"], r["etag"], r["href"] or name) for r in rows
-                  if r["source"] in self.sources]
+    def _download(self, version: Version, *, replace: bool = False) -> Path:
+        name = version.name
+        rows = self.index.download_routes(version.id)
+        usable = [(r.source, r.etag, r.href or name) for r in rows if r.source in self.sources]
         if not usable:
             raise FetchError(
                 f"{name}: no configured source serves this content any more (withdrawn?)"
             )
         partial = self.store.partial(content_key(version))
-        size = int(version["size"])
+        size = int(version.size)
         errors = []
         for url, etag, href in usable:
             transport = self.sources[url]
@@ -182,8 +195,8 @@ class Fetcher:
                         "(the file changed on the server); run `ccfcache sync`"
                     )
                 info = self.store.publish(
-                    partial.path, size, version.get("xxh3"), streamed=hasher,
-                    expected_md5=version["md5"] if is_from_mif(version) else None,
+                    partial.path, size, version.xxh3, streamed=hasher,
+                    expected_md5=version.md5 if is_from_mif(version) else None,
                     replace=replace)
             except CcfCacheError as exc:
                 errors.append(str(exc))
@@ -192,22 +205,5 @@ class Fetcher:
             return self.store.path(info.xxh3)
         raise FetchError(errors[-1] if len(errors) == 1 else "; ".join(errors))
 
-    def _record(self, version: dict, info) -> None:
-        now = time.time()
-        with self.index.write() as db:
-            # the same bytes recorded from a Master Index File under this name give their
-            # content to the version whose header was read (one row per (name, content))
-            db.execute(
-                "UPDATE versions SET xxh3 = NULL WHERE name = ? AND xxh3 = ? AND id != ? "
-                "AND header_digest LIKE ?",
-                (version["name"], info.xxh3, version["id"], MIF_DIGEST_PREFIX + "%"),
-            )
-            db.execute(
-                "UPDATE versions SET xxh3 = ?, md5 = ?, last_used = ? WHERE id = ?",
-                (info.xxh3, info.md5, now, version["id"]),
-            )
-            db.execute(
-                "INSERT INTO blobs (xxh3, size, md5, stored_at, last_used) VALUES (?, ?, ?, ?, ?)"
-                " ON CONFLICT(xxh3) DO UPDATE SET last_used = excluded.last_used",
-                (info.xxh3, info.size, info.md5, now, now),
-            )
+    def _record(self, version: Version, info: BlobInfo) -> None:
+        self.index.record_download(version.id, info.xxh3, info.md5, info.size, time.time())

@@ -12,7 +12,11 @@ from typing import TYPE_CHECKING
 from .errors import SelectionError
 
 if TYPE_CHECKING:
-    from .cache import Cache
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import Any
+
+    from .fetcher import Fetcher
+    from .index import Index
 
 REFETCH_ROUNDS = 3  # a prune running alongside may remove what was just fetched again
 
@@ -32,7 +36,8 @@ def view_is_whole(view: Path, names: list[str] | None = None) -> bool:
     return view.is_dir() and not dangling_links(view, names)
 
 
-def ensure_whole(cache: Cache, rows: list[dict], view: Path, what: str) -> None:
+def ensure_whole(index: Index, make_fetcher: Callable[[], Fetcher],
+                 rows: Sequence[Mapping[str, Any]], view: Path, what: str) -> None:
     """Download again the contents of `rows` whose links in `view` dangle, until none does;
     a SelectionError naming the rows (and why) when they cannot be served."""
     by_name = {row["name"]: row for row in rows}
@@ -40,8 +45,8 @@ def ensure_whole(cache: Cache, rows: list[dict], view: Path, what: str) -> None:
         broken = dangling_links(view, list(by_name))
         if not broken:
             return
-        versions = [cache.index.version(by_name[name]["id"]) for name in broken]
-        _, failures = cache.fetcher().fetch_many(versions)
+        versions = [index.version(by_name[name]["id"]) for name in broken]
+        _, failures = make_fetcher().fetch_many(versions)
         if failures:
             names = sorted(name for name in broken if by_name[name]["id"] in failures)
             raise SelectionError(

@@ -30,7 +30,7 @@ REFUSED_RETRIES = 1  # a refused connection (nothing listens) is tried again onc
 
 def user_agent() -> str:
     """`ccfcache/<version> (+project URL)`."""
-    from . import __version__
+    from .version import __version__
 
     return f"ccfcache/{__version__} (+{PROJECT_URL})"
 

@@ -15,18 +15,32 @@ Tables (see docs/layout.md):
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import CacheError
 from .layout import FORMAT_VERSION, LOCK_PROTOCOL, index_uri
+from .rows import (
+    BlobRecord,
+    BlobUse,
+    CifRecord,
+    ConstituentRow,
+    IndexCounts,
+    KnownListing,
+    ListingSource,
+    ListingWrite,
+    NameState,
+    NewVersion,
+    Version,
+)
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -36,6 +50,7 @@ HEADER_COLUMNS = (
     "category", "extsequ", "extseqid", "creator",
 )  # fmt: skip
 
+MIF_DIGEST_PREFIX = "mif-"  # the header_digest of a version recorded from a Master Index File
 BUSY_TIMEOUT_S = 60.0
 WRITE_RETRIES = 20
 
@@ -147,7 +162,14 @@ class Index:
     # -- transactions ---------------------------------------------------------------------
     @contextmanager
     def write(self) -> Iterator[sqlite_utils.Database]:
-        """A short write transaction (BEGIN IMMEDIATE), retried while the database is busy."""
+        """A short write transaction (BEGIN IMMEDIATE), retried while the database is busy;
+        yields sqlite-utils over the connection (imported now: schema work only)."""
+        with self._writing():
+            yield self.db
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A short write transaction on the plain connection (no sqlite-utils import)."""
         if self.readonly:
             raise CacheError(
                 f"the cache folder {self.path.parent} is read-only for you; use it as a site "
@@ -156,7 +178,7 @@ class Index:
         with self._lock:
             yield from self._transaction()
 
-    def _transaction(self) -> Iterator[sqlite_utils.Database]:
+    def _transaction(self) -> Iterator[None]:
         delay = 0.05
         for attempt in range(WRITE_RETRIES):
             try:
@@ -169,7 +191,7 @@ class Index:
                 time.sleep(delay * (1 + random.random()))
                 delay = min(delay * 2, 2.0)
         try:
-            yield self.db
+            yield None
         except sqlite3.OperationalError as exc:
             self._rollback()
             self._raise_if_replaced(exc)
@@ -215,13 +237,20 @@ class Index:
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
-    def query(self, sql: str, params: tuple | dict = ()) -> list[dict]:
-        """Run a read query; rows as dicts."""
+    def query(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()
+              ) -> list[dict[str, Any]]:
+        """Run a read query; rows as dicts (for tests and ad-hoc inspection: the library
+        itself uses the named methods below)."""
+        return [dict(row) for row in self._rows(sql, params)]
+
+    def _rows(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()
+              ) -> list[sqlite3.Row]:
+        """Run a read query, retried while busy; a damaged file is a CacheError."""
         delay = 0.05
         for attempt in range(WRITE_RETRIES):
             try:
                 with self._lock:
-                    return [dict(row) for row in self.conn.execute(sql, params)]
+                    return self.conn.execute(sql, params).fetchall()
             except sqlite3.OperationalError as exc:
                 # a read waits BUSY_TIMEOUT_S in SQLite; the retries are a second line
                 if not _is_busy(exc) or attempt == WRITE_RETRIES - 1:
@@ -333,30 +362,34 @@ class Index:
                 f"{meta.get('lock_protocol')}, this ccfcache speaks {LOCK_PROTOCOL}"
             )
 
-    # -- reads used in several places -----------------------------------------------------
-    def current_versions(self, names: list[str] | None = None) -> list[dict]:
-        """Versions some source lists now (one row per version, with `sources` comma-joined)."""
+    # -- versions -------------------------------------------------------------------------
+    def _versions(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[Version]:
+        return [Version.from_mapping(r) for r in self._rows(sql, params)]
+
+    def current_versions(self, names: list[str] | None = None) -> list[Version]:
+        """Versions some source lists now (one per version, `sources` space-joined), newest
+        SUBDATE first within a name."""
         sql = (
             "SELECT v.*, group_concat(l.source, ' ') AS sources FROM versions v "
             "JOIN listings l ON l.version_id = v.id "
         )
-        params: tuple = ()
+        params: tuple[Any, ...] = ()
         if names is not None:
             sql += f"WHERE v.name IN ({','.join('?' * len(names))}) "
             params = tuple(names)
         sql += "GROUP BY v.id ORDER BY v.name, v.subdate DESC, v.id DESC"
-        return self.query(sql, params)
+        return self._versions(sql, params)
 
-    def all_versions(self) -> list[dict]:
+    def all_versions(self) -> list[Version]:
         """Every version the index knows, current or not."""
-        return self.query(
+        return self._versions(
             "SELECT v.*, (SELECT group_concat(l.source, ' ') FROM listings l "
             "WHERE l.version_id = v.id) AS sources FROM versions v ORDER BY v.name, v.id"
         )
 
-    def version(self, version_id: int) -> dict:
-        """One version row by id."""
-        rows = self.query("SELECT * FROM versions WHERE id = ?", (version_id,))
+    def version(self, version_id: int) -> Version:
+        """One version by id."""
+        rows = self._versions("SELECT * FROM versions WHERE id = ?", (version_id,))
         if not rows:
             raise CacheError(f"version {version_id} vanished from the index")
         return rows[0]
@@ -401,28 +434,291 @@ class Index:
             return None
         return (rows[0]["etag"], rows[0]["last_modified"]) if rows else None
 
-    def set_listing_validators(self, db: sqlite_utils.Database, source: str,
-                               etag: str | None, last_modified: str | None) -> None:
+    def _set_listing_validators(self, source: str, etag: str | None,
+                                last_modified: str | None) -> None:
         """Inside a write transaction: remember (or, with neither, forget) a listing's
         validators."""
-        db.execute(self._LISTING_VALIDATORS)
+        conn = self.conn
+        conn.execute(self._LISTING_VALIDATORS)
         if etag is None and last_modified is None:
-            db.execute("DELETE FROM listing_validators WHERE source = ?", (source,))
+            conn.execute("DELETE FROM listing_validators WHERE source = ?", (source,))
             return
-        db.execute("INSERT INTO listing_validators (source, etag, last_modified, stored_at) "
-                   "VALUES (?, ?, ?, ?) ON CONFLICT(source) DO UPDATE SET etag = excluded.etag, "
-                   "last_modified = excluded.last_modified, stored_at = excluded.stored_at",
-                   (source, etag, last_modified, time.time()))
+        conn.execute("INSERT INTO listing_validators (source, etag, last_modified, stored_at) "
+                     "VALUES (?, ?, ?, ?) ON CONFLICT(source) DO UPDATE SET "
+                     "etag = excluded.etag, last_modified = excluded.last_modified, "
+                     "stored_at = excluded.stored_at", (source, etag, last_modified, time.time()))
 
-    def download_routes(self, version_id: int) -> list[dict]:
-        """Where a version can be downloaded: (source, etag, href) of every source listing it,
-        `href` being the file name as that source spells it (None when not recorded)."""
+    def versions_by_id(self, ids: list[int]) -> dict[int, Version]:
+        """The versions with these ids, by id."""
+        if not ids:
+            return {}
+        rows = self._versions(
+            f"SELECT * FROM versions WHERE id IN ({','.join('?' * len(ids))})", tuple(ids))
+        return {v.id: v for v in rows}
+
+    def candidates_for(self, obs: str, anal: str, *, category: str, ignore_category: bool,
+                       historical: bool) -> list[Version]:
+        """The versions that can decide a CIF's selection for these dates (SQL narrows the
+        input of the pure rule in `select`; it does not decide)."""
+        return self._versions(_candidates_sql(historical), {
+            "obs": obs, "anal": anal, "category": category,
+            "any_category": 1 if ignore_category else 0})
+
+    def served_versions(self, xxh3: str) -> list[Version]:
+        """Versions with this content that some source lists now."""
+        return self._versions(
+            "SELECT DISTINCT v.* FROM versions v JOIN listings l ON l.version_id = v.id "
+            "WHERE v.xxh3 = ? ORDER BY v.id", (xxh3,))
+
+    def download_routes(self, version_id: int) -> list[ListingSource]:
+        """Where a version can be downloaded: every source listing it, with the ETag seen at
+        sync and `href`, the file name as that source spells it (None when not recorded)."""
         try:
-            return self.query("SELECT source, etag, href FROM listings WHERE version_id = ? "
+            rows = self._rows("SELECT source, etag, href FROM listings WHERE version_id = ? "
                               "ORDER BY source", (version_id,))
         except sqlite3.OperationalError:  # an index from before href, opened read-only
-            return self.query("SELECT source, etag, NULL AS href FROM listings "
+            rows = self._rows("SELECT source, etag, NULL AS href FROM listings "
                               "WHERE version_id = ? ORDER BY source", (version_id,))
+        return [ListingSource(r["source"], r["etag"], r["href"]) for r in rows]
+
+    # -- fetch bookkeeping ----------------------------------------------------------------
+    def learn_content(self, version_id: int, xxh3: str, md5: str | None) -> None:
+        """Record the hashes of a version whose bytes were found elsewhere (a site cache),
+        unless already known or held by another version of the name."""
+        with self._writing():
+            self.conn.execute("UPDATE OR IGNORE versions SET xxh3 = ?, md5 = ? "
+                              "WHERE id = ? AND xxh3 IS NULL", (xxh3, md5, version_id))
+
+    def touch_versions(self, ids: list[int], now: float) -> None:
+        """Record a use of these versions (prune's LRU)."""
+        with self._writing():
+            self.conn.executemany("UPDATE versions SET last_used = ? WHERE id = ?",
+                                  [(now, version_id) for version_id in ids])
+
+    def record_download(self, version_id: int, xxh3: str, md5: str, size: int,
+                        now: float) -> None:
+        """A version's bytes were stored: its hashes, and the blob (or a new use of it). The
+        same bytes recorded from a Master Index File under this name give their content to
+        this version, whose header was read (one row per (name, content))."""
+        with self._writing():
+            self.conn.execute(
+                "UPDATE versions SET xxh3 = NULL WHERE name = (SELECT name FROM versions "
+                "WHERE id = ?) AND xxh3 = ? AND id != ? AND header_digest LIKE ?",
+                (version_id, xxh3, version_id, MIF_DIGEST_PREFIX + "%"))
+            self.conn.execute(
+                "UPDATE versions SET xxh3 = ?, md5 = ?, last_used = ? WHERE id = ?",
+                (xxh3, md5, now, version_id))
+            self.conn.execute(
+                "INSERT INTO blobs (xxh3, size, md5, stored_at, last_used) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT(xxh3) DO UPDATE SET last_used = excluded.last_used",
+                (xxh3, size, md5, now, now))
+
+    # -- sync -----------------------------------------------------------------------------
+    def synced_once(self) -> bool:
+        """Whether any source was ever listed into this index."""
+        return bool(self._rows("SELECT 1 FROM sources WHERE listed_at IS NOT NULL LIMIT 1"))
+
+    def known_listings(self) -> list[KnownListing]:
+        """Every (source, name) listing row, as sync compares it with a new listing."""
+        return [KnownListing.from_mapping(r) for r in self._rows(
+            "SELECT l.source, l.name, l.size, l.size_hint, l.mtime, l.version_id, "
+            "v.header_error FROM listings l LEFT JOIN versions v ON v.id = l.version_id")]
+
+    def name_states(self) -> list[NameState]:
+        """Every name ever listed, with its withdrawal time."""
+        return [NameState(r["name"], r["withdrawn_at"])
+                for r in self._rows("SELECT name, withdrawn_at FROM constituents")]
+
+    def is_known_name(self, name: str) -> bool:
+        """Whether `name` was ever listed (it may be withdrawn now)."""
+        return bool(self._rows("SELECT 1 FROM constituents WHERE name = ?", (name,)))
+
+    def apply_sync(self, heads: list[ListingWrite], *, dropped: list[tuple[str, str]],
+                   withdrawn: list[str], listed: set[str], source_counts: dict[str, int],
+                   now: float,
+                   validators: Mapping[str, tuple[str | None, str | None]] | None = None,
+                   ) -> list[NewVersion]:
+        """Write the outcome of a sync in one short transaction (plain SQL, batched:
+        sqlite-utils' per-row table introspection cost 1 s per 1,000 headers), with the
+        listing validators to keep per source ((None, None): forget them). Returns the
+        versions inserted."""
+        new: list[NewVersion] = []
+        with self._writing():
+            conn = self.conn
+            for head in heads:
+                fields = head.fields
+                found = conn.execute(
+                    "SELECT id FROM versions WHERE name = ? AND size = ? AND header_digest = ?",
+                    (fields["name"], fields["size"], fields["header_digest"]),
+                ).fetchone()
+                if found:
+                    version_id = found[0]
+                else:
+                    row = {**fields, "first_seen": now, "xxh3": None, "md5": None}
+                    version_id = conn.execute(
+                        _INSERT_VERSION, tuple(row.get(c) for c in _VERSION_COLUMNS)).lastrowid
+                    new.append(NewVersion(head.name, fields.get("header_error")))
+                conn.execute(_UPSERT_LISTING, (
+                    head.source, head.name, head.size_hint, head.mtime, head.size, head.etag,
+                    head.last_modified, version_id, now, head.href))
+                conn.execute(_UPSERT_CONSTITUENT, (
+                    head.name, fields.get("scope"), fields.get("typeid"), fields.get("issue"),
+                    now, now))
+            conn.executemany("DELETE FROM listings WHERE source = ? AND name = ?", dropped)
+            conn.executemany("UPDATE constituents SET withdrawn_at = ? WHERE name = ?",
+                             [(now, name) for name in withdrawn])
+            conn.executemany("UPDATE constituents SET last_seen = ? WHERE name = ?",
+                             [(now, n) for n in listed])
+            for url, count in source_counts.items():
+                conn.execute(
+                    "INSERT INTO sources (url, added_at, listed_at, listed_count) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT(url) DO UPDATE SET "
+                    "listed_at = excluded.listed_at, listed_count = excluded.listed_count, "
+                    "added_at = COALESCE(sources.added_at, excluded.added_at)",
+                    (url, now, now, count))
+            for url, (etag, last_modified) in (validators or {}).items():
+                self._set_listing_validators(url, etag, last_modified)
+        return new
+
+    # -- ls and stats ---------------------------------------------------------------------
+    def constituents(self) -> list[ConstituentRow]:
+        """Every name with its newest listed version (for `ls`), by name."""
+        return [ConstituentRow.from_mapping(r) for r in self._rows(
+            "SELECT c.name, c.scope, c.typeid, c.issue, c.withdrawn_at, "
+            "v.id AS version_id, v.size, v.subdate, v.xxh3, v.header_error, "
+            "(SELECT count(*) FROM listings l2 WHERE l2.name = c.name) AS sources "
+            "FROM constituents c LEFT JOIN versions v ON v.id = ("
+            "  SELECT l.version_id FROM listings l JOIN versions v2 ON v2.id = l.version_id "
+            "  WHERE l.name = c.name ORDER BY v2.subdate DESC LIMIT 1) "
+            "ORDER BY c.name")]
+
+    def counts(self) -> IndexCounts:
+        """Counts and bytes over the index (for `stats`)."""
+        row = self._rows(
+            "SELECT "
+            "(SELECT count(*) FROM constituents WHERE withdrawn_at IS NULL) AS listed, "
+            "(SELECT count(*) FROM constituents WHERE withdrawn_at IS NOT NULL) AS withdrawn, "
+            "(SELECT count(*) FROM versions) AS versions, "
+            "(SELECT count(*) FROM blobs) AS blobs, "
+            "(SELECT coalesce(sum(size), 0) FROM blobs) AS blob_bytes, "
+            "(SELECT coalesce(sum(v.size), 0) FROM listings l "
+            " JOIN versions v ON v.id = l.version_id) AS listed_bytes, "
+            "(SELECT coalesce(sum(v.size), 0) FROM listings l "
+            " JOIN versions v ON v.id = l.version_id WHERE v.xxh3 IS NOT NULL) AS served"
+        )[0]
+        return IndexCounts(
+            constituents_listed=row["listed"], constituents_withdrawn=row["withdrawn"],
+            versions_known=row["versions"], contents_stored=row["blobs"],
+            bytes_stored=row["blob_bytes"], bytes_listed=row["listed_bytes"],
+            bytes_served_stored=row["served"])
+
+    # -- blobs (prune, verify, doctor) ----------------------------------------------------
+    def blobs(self) -> list[BlobRecord]:
+        """Every stored content, by xxh3."""
+        return [BlobRecord(r["xxh3"], r["size"])
+                for r in self._rows("SELECT xxh3, size FROM blobs ORDER BY xxh3")]
+
+    def blob_hashes(self) -> set[str]:
+        """The xxh3 of every stored content."""
+        return {r["xxh3"] for r in self._rows("SELECT xxh3 FROM blobs")}
+
+    def blob_uses(self) -> list[BlobUse]:
+        """Every stored content with its latest use (blob stored/used, any version used)."""
+        return [BlobUse(r["xxh3"], int(r["size"]), float(r["used"] or 0)) for r in self._rows(
+            "SELECT b.xxh3, b.size, max(coalesce(b.last_used, 0), coalesce(b.stored_at, 0), "
+            "coalesce((SELECT max(v.last_used) FROM versions v WHERE v.xxh3 = b.xxh3), 0)) "
+            "AS used FROM blobs b")]
+
+    def current_hashes(self) -> set[str]:
+        """xxh3 of the contents some listing points to."""
+        return {r["xxh3"] for r in self._rows(
+            "SELECT DISTINCT v.xxh3 FROM versions v JOIN listings l ON l.version_id = v.id "
+            "WHERE v.xxh3 IS NOT NULL")}
+
+    def live_name_hashes(self) -> set[str]:
+        """xxh3 of the contents of names not withdrawn."""
+        return {r["xxh3"] for r in self._rows(
+            "SELECT DISTINCT v.xxh3 FROM versions v JOIN constituents c ON c.name = v.name "
+            "WHERE v.xxh3 IS NOT NULL AND c.withdrawn_at IS NULL")}
+
+    def forget_blobs(self, hashes: list[str]) -> None:
+        """Delete the `blobs` rows of removed contents (`versions.xxh3` stays)."""
+        with self._writing():
+            self.conn.executemany("DELETE FROM blobs WHERE xxh3 = ?", [(h,) for h in hashes])
+
+    def attach_blob(self, *, name: str, header: Mapping[str, Any], xxh3: str, md5: str,
+                    size: int, stored_at: float, last_used: float, now: float) -> str:
+        """Record a blob file found on disk against the version with the same name, size and
+        header digest (re-created from `header` when the index has none). Returns "listed"
+        (attached to a version a source lists), "recovered" (a version no source lists), or
+        "conflict:<xxh3>" when that version is known with other bytes (nothing written)."""
+        with self._writing():
+            conn = self.conn
+            found = conn.execute(
+                "SELECT id, xxh3 FROM versions WHERE name = ? AND size = ? "
+                "AND header_digest = ?", (name, size, header["header_digest"])).fetchone()
+            if found is not None and found["xxh3"] not in (None, xxh3):
+                return f"conflict:{found['xxh3']}"
+            listed = False
+            if found is not None:
+                conn.execute("UPDATE versions SET xxh3 = ?, md5 = ? WHERE id = ?",
+                             (xxh3, md5, found["id"]))
+                listed = conn.execute("SELECT 1 FROM listings WHERE version_id = ?",
+                                      (found["id"],)).fetchone() is not None
+            else:
+                row = {k: header.get(k) for k in HEADER_COLUMNS}
+                row.update(name=name, size=size, header_digest=header["header_digest"],
+                           header_size=header["header_size"], header_error=None, xxh3=xxh3,
+                           md5=md5, first_seen=now, last_used=last_used)
+                columns = list(row)
+                conn.execute(f"INSERT INTO versions ({', '.join(columns)}) "
+                             f"VALUES ({', '.join('?' * len(columns))})",
+                             tuple(row[c] for c in columns))
+            conn.execute("INSERT OR IGNORE INTO blobs (xxh3, size, md5, stored_at, last_used) "
+                         "VALUES (?, ?, ?, ?, ?)", (xxh3, size, md5, stored_at, last_used))
+        return "listed" if listed else "recovered"
+
+    # -- CIFs -----------------------------------------------------------------------------
+    def record_cif(self, *, path: str, obs_date: str, analysis_date: str, category: str,
+                   historical: bool, created_at: float, host: str, user: str, rows_json: str,
+                   view_dir: str, pinned: bool) -> int:
+        """Record a CIF built (replacing an older record of the same path); its id."""
+        with self._writing():
+            self.conn.execute("DELETE FROM cifs WHERE path = ?", (path,))
+            cursor = self.conn.execute(
+                "INSERT INTO cifs (path, obs_date, analysis_date, category, historical, "
+                "created_at, host, user, rows, view_dir, pinned) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (path, obs_date, analysis_date, category, int(historical), created_at, host,
+                 user, rows_json, view_dir, int(pinned)))
+            cif_id = cursor.lastrowid
+        assert cif_id is not None
+        return cif_id
+
+    def cifs(self) -> list[CifRecord]:
+        """Every recorded CIF, newest first."""
+        return [CifRecord.from_mapping(r)
+                for r in self._rows("SELECT * FROM cifs ORDER BY created_at DESC, id DESC")]
+
+    def cif_by_id(self, cif_id: int) -> CifRecord | None:
+        """The recorded CIF with this id."""
+        rows = self._rows("SELECT * FROM cifs WHERE id = ?", (cif_id,))
+        return CifRecord.from_mapping(rows[0]) if rows else None
+
+    def cif_by_path(self, path: str) -> CifRecord | None:
+        """The recorded CIF written at this (absolute) path."""
+        rows = self._rows("SELECT * FROM cifs WHERE path = ?", (path,))
+        return CifRecord.from_mapping(rows[0]) if rows else None
+
+    def pinned_cifs(self) -> list[CifRecord]:
+        """The recorded CIFs that are pinned."""
+        return [CifRecord.from_mapping(r)
+                for r in self._rows("SELECT * FROM cifs WHERE pinned = 1 ORDER BY id")]
+
+    def set_cif_pinned(self, cif_id: int, pinned: bool) -> None:
+        """Pin or unpin a recorded CIF."""
+        with self._writing():
+            self.conn.execute("UPDATE cifs SET pinned = ? WHERE id = ?", (int(pinned), cif_id))
 
     # -- contents by MD5, MIF seeding (ccfcache.exact, ccfcache.mif) -----------------------
     def contents_by_md5(self, md5s: list[str]) -> list[dict]:
@@ -435,6 +731,22 @@ class Index:
             "SELECT v.*, EXISTS (SELECT 1 FROM listings l WHERE l.version_id = v.id) AS listed "
             f"FROM versions v JOIN blobs b ON b.xxh3 = v.xxh3 WHERE v.md5 IN ({marks}) "
             "ORDER BY v.id DESC", tuple(md5s))
+
+    # -- what a prune removes, by name (ccfcache.prune_report) -----------------------------
+    def names_of_contents(self, xxh3s: list[str]) -> dict[str, list[str]]:
+        """The constituent names whose versions have each of these contents."""
+        found: dict[str, list[str]] = {h: [] for h in xxh3s}
+        for start in range(0, len(xxh3s), 500):
+            chunk = xxh3s[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self.query(f"SELECT DISTINCT xxh3, name FROM versions WHERE xxh3 IN "
+                                  f"({marks}) ORDER BY name", tuple(chunk)):
+                found[row["xxh3"]].append(row["name"])
+        return found
+
+    def recorded_cif_rows(self) -> list[dict]:
+        """Each recorded CIF's id, path, pin and rows (JSON text: name, xxh3, ...)."""
+        return self.query("SELECT id, path, pinned, rows FROM cifs ORDER BY id")
 
     def listed_versions_named(self, names: list[str]) -> list[dict]:
         """The versions some source lists now under these names (one row per version)."""
@@ -557,9 +869,86 @@ class Index:
             finally:
                 self.conn.execute("DETACH DATABASE old")
 
-    def listing_states(self) -> list[dict]:
-        """What sync compares a listing with: each (source, name) row's size, size hint, date,
-        version, and that version's header error (an unreadable header is read again)."""
-        return self.query(
-            "SELECT l.source, l.name, l.size, l.size_hint, l.mtime, l.version_id, "
-            "v.header_error FROM listings l LEFT JOIN versions v ON v.id = l.version_id")
+
+# -- the CIF candidate query ------------------------------------------------------------------
+# The rule itself is select.select_constituents (pure); this query only narrows its input to
+# the rows that decide its answer, seeking through the (scope, typeid, issue) index instead of
+# reading every version: per group, the valid rows of the highest valid issue (all of them:
+# ties are for the rule), every row with an unreadable header (the rule warns about each), and
+# one row of each group that has rows but no valid one (the rule warns about the group).
+# A version is "live" when it is listed now (or, historical, stored), its name is not
+# withdrawn and it is of the category; "valid" adds the dates.
+_LIVE = """NOT EXISTS (SELECT 1 FROM constituents c WHERE c.name = {v}.name
+                   AND c.withdrawn_at IS NOT NULL)
+  AND {which}
+  AND (:any_category OR {v}.category = :category OR {v}.header_error IS NOT NULL)"""
+_VALID = """{v}.header_error IS NULL AND {v}.valdate <= :obs AND {v}.subdate <= :anal
+  AND ({v}.evaldate IS NULL OR TRIM({v}.evaldate) = '' OR {v}.evaldate >= :obs)
+  AND {live}"""
+_CANDIDATES_SQL = """
+WITH tops AS (
+  SELECT g.scope, g.typeid, (
+    SELECT v.issue FROM versions v WHERE v.scope = g.scope AND v.typeid = g.typeid AND {valid_v}
+    ORDER BY v.issue DESC LIMIT 1) AS top
+  FROM (SELECT DISTINCT scope, typeid FROM versions) g)
+SELECT v.* FROM tops t JOIN versions v
+  ON v.scope = t.scope AND v.typeid = t.typeid AND v.issue = t.top
+  WHERE {valid_v}
+UNION ALL
+SELECT v.* FROM versions v WHERE v.header_error IS NOT NULL AND {live_v}
+UNION ALL
+SELECT v.* FROM tops t JOIN versions v ON v.id = (
+  SELECT MIN(w.id) FROM versions w
+  WHERE w.scope = t.scope AND w.typeid = t.typeid AND w.header_error IS NULL AND {live_w})
+  WHERE t.top IS NULL
+"""
+_CURRENT = "EXISTS (SELECT 1 FROM listings l WHERE l.version_id = {v}.id)"
+_HISTORICAL = f"({_CURRENT} OR {{v}}.xxh3 IN (SELECT xxh3 FROM blobs))"
+
+
+@functools.cache
+def _candidates_sql(historical: bool) -> str:
+    def live(v: str) -> str:
+        which = (_HISTORICAL if historical else _CURRENT).format(v=v)
+        return _LIVE.format(v=v, which=which)
+
+    return _CANDIDATES_SQL.format(valid_v=_VALID.format(v="v", live=live("v")),
+                                  live_v=live("v"), live_w=live("w"))
+
+
+# -- sync's writes ----------------------------------------------------------------------------
+_VERSION_COLUMNS = ("name", "size", "header_digest", "header_size", *HEADER_COLUMNS,
+                    "header_error", "first_seen", "xxh3", "md5")
+_INSERT_VERSION = (f"INSERT INTO versions ({', '.join(_VERSION_COLUMNS)}) "
+                   f"VALUES ({', '.join('?' * len(_VERSION_COLUMNS))})")
+_UPSERT_LISTING = (
+    "INSERT INTO listings (source, name, size_hint, mtime, size, etag, last_modified, "
+    "version_id, seen_at, href) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT(source, name) DO "
+    "UPDATE SET size_hint = excluded.size_hint, mtime = excluded.mtime, size = excluded.size, "
+    "etag = excluded.etag, last_modified = excluded.last_modified, "
+    "version_id = excluded.version_id, seen_at = excluded.seen_at, href = excluded.href"
+)
+_UPSERT_CONSTITUENT = (
+    "INSERT INTO constituents (name, scope, typeid, issue, first_seen, last_seen, "
+    "withdrawn_at) VALUES (?, ?, ?, ?, ?, ?, NULL) ON CONFLICT(name) DO UPDATE SET "
+    "scope = excluded.scope, typeid = excluded.typeid, issue = excluded.issue, "
+    "first_seen = COALESCE(constituents.first_seen, excluded.first_seen), "
+    "last_seen = excluded.last_seen, withdrawn_at = NULL"
+)
+
+
+# -- checking an index file -------------------------------------------------------------------
+def integrity_rows(path: Path) -> tuple[list[tuple[Any, ...]], set[str]]:
+    """`PRAGMA integrity_check` output and (when it says ok) the table names of an index
+    file opened read-only; raises sqlite3.DatabaseError when it is not a database."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    tables: set[str] = set()
+    try:
+        rows = conn.execute("PRAGMA integrity_check").fetchall()
+        if [str(r[0]) for r in rows] == ["ok"]:
+            tables = {r[0] for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    finally:
+        conn.close()
+    return rows, tables

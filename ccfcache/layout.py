@@ -71,7 +71,7 @@ def is_digest(text: str) -> bool:
 
 def format_record() -> dict:
     """What CCFCACHE_FORMAT holds for this ccfcache."""
-    from . import __version__
+    from .version import __version__
 
     return {"format_version": FORMAT_VERSION, "lock_protocol": LOCK_PROTOCOL,
             "written_by": f"ccfcache {__version__}"}

@@ -23,8 +23,9 @@ from .fetcher import MIF_DIGEST_PREFIX
 from .select import preference_key
 
 if TYPE_CHECKING:
-    from .cache import Cache
+    from .config import Settings
     from .index import Index
+    from .sources import Source
 
 
 MAX_MIF_BYTES = 256 << 20  # 764 bytes a row: the real archive (~1,550 rows) is ~1.2 MB
@@ -135,7 +136,7 @@ def _version_row(row: Mapping[str, Any], category: str) -> dict[str, Any]:
     return values
 
 
-def read_mif(cache: Cache, location: str) -> CifData:
+def read_mif(settings: Settings, location: str) -> CifData:
     """A MIF from a file or an http(s) URL (downloaded through the transports)."""
     if not location.startswith(("http://", "https://")):
         return read_cif(location)
@@ -144,7 +145,7 @@ def read_mif(cache: Cache, location: str) -> CifData:
     folder, _, name = location.rpartition("/")
     if not name:
         raise UsageError(f"{location} names a folder, not a MIF")
-    s = cache.settings
+    s = settings
     transport = open_source(folder + "/", timeout=s.timeout, retries=s.retries,
                             backoff=s.backoff)
     try:
@@ -167,13 +168,14 @@ def read_mif(cache: Cache, location: str) -> CifData:
         transport.close()
 
 
-def seed_from_mif(cache: Cache, location: str) -> MifSeeded:
+def seed_from_mif(index: Index, settings: Settings, sources: list[Source],
+                  location: str) -> MifSeeded:
     """Record every usable MIF row as a version (keywords, FSIZE, MD5; no header read) and
     list it under each configured source whose listing (read now: one request, no headers)
     has the name with that size. Fetched bytes are then checked against the MD5."""
     from .sync import fetch_listings
 
-    data = read_mif(cache, location)
+    data = read_mif(settings, location)
     category = data.category or "XMMCCF"
     report = MifSeeded(mif=location, rows=len(data.rows))
     versions = []
@@ -184,7 +186,6 @@ def seed_from_mif(cache: Cache, location: str) -> MifSeeded:
             report.skipped.append(f"{row.get('name') or '(unnamed row)'}: {exc}")
     if not versions:
         raise InvalidCif(f"{location}: no usable row (a MIF lists constituents with MD5)")
-    sources = list(cache.sources().values())
     listings = fetch_listings(sources)[0] if sources else {}  # unconditional: no index
     listed: dict[str, list[tuple[str, Any]]] = {}
     for url, listing in listings.items():
@@ -194,7 +195,7 @@ def seed_from_mif(cache: Cache, location: str) -> MifSeeded:
             if entry is not None and entry.size in (None, version["size"]):
                 listed.setdefault(version["name"], []).append((url, entry))
     report.unlisted = sorted(v["name"] for v in versions if v["name"] not in listed)
-    report.added, report.listed = cache.index.seed_versions(versions, listed, report.sources)
+    report.added, report.listed = index.seed_versions(versions, listed, report.sources)
     return report
 
 

@@ -205,12 +205,3 @@ def start_background(argv: list[str], target: Path, log: Path) -> int:
     except (OSError, IndexError):
         last = "no output"
     raise CacheError(f"the background mount of {target} did not start: {last} (log: {log})")
-
-
-def run_foreground(cache: Any, target: Path, *, analysis_date: str | None,
-                   deadline: float, allow_other: bool = False) -> None:
-    """Serve the mount until `ccfcache umount`, SIGTERM or SIGINT (libfuse's handlers)."""
-    from .mountfs import serve
-
-    serve(cache, target, analysis_date=analysis_date, deadline=deadline,
-          allow_other=allow_other)

@@ -13,11 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .dates import normalise_date
-from .errors import CcfCacheError, InvalidDate
-
-
-class OdfError(CcfCacheError):
-    """No observation date can be had from an ODF: no folder, no summary, or no date in it."""
+from .errors import InvalidDate, OdfError
 
 
 @dataclass

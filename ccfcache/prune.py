@@ -23,7 +23,8 @@ from .errors import CacheError, UsageError
 from .layout import Layout
 
 if TYPE_CHECKING:
-    from .cache import Cache
+    from .index import Index
+    from .rows import CifRecord
 
 TMP_GRACE_S = 86400.0  # temporary files younger than this are never touched
 
@@ -202,11 +203,11 @@ def plan_prune(
 
 
 # -- gathering and executing (I/O) ----------------------------------------------------------------
-def _pinned_hashes(cifs: Iterable[Mapping]) -> set[str]:
+def _pinned_hashes(cifs: Iterable[CifRecord]) -> set[str]:
     hashes: set[str] = set()
     for cif in cifs:
         try:
-            rows = json.loads(cif["rows"] or "[]")
+            rows = json.loads(cif.rows or "[]")
         except ValueError:
             continue
         hashes.update(r["xxh3"] for r in rows if r.get("xxh3"))
@@ -281,7 +282,8 @@ def _stale_locks(locks: Path) -> list[Path]:
 
 
 def plan_prune_for(
-    cache: Cache,
+    index: Index,
+    layout: Layout,
     *,
     older_than: float | None = None,
     max_size: int | None = None,
@@ -290,35 +292,24 @@ def plan_prune_for(
 ) -> PrunePlan:
     """Read the index and the cache folder, and plan a prune (nothing is changed)."""
     now = time.time() if now is None else now
-    index, layout = cache.index, cache.layout
-    rows = index.query(
-        "SELECT b.xxh3, b.size, max(coalesce(b.last_used, 0), coalesce(b.stored_at, 0), "
-        "coalesce((SELECT max(v.last_used) FROM versions v WHERE v.xxh3 = b.xxh3), 0)) AS used "
-        "FROM blobs b"
-    )
     blobs, missing = [], set()
-    for row in rows:
-        used = float(row["used"] or 0)
+    for row in index.blob_uses():
+        used = row.used
         try:  # the warm path records no use in the index; the file's access time does
-            used = max(used, layout.blob_path(row["xxh3"]).stat().st_atime)
+            used = max(used, layout.blob_path(row.xxh3).stat().st_atime)
         except (OSError, ValueError):
-            missing.add(row["xxh3"])
-        blobs.append(BlobRow(row["xxh3"], int(row["size"]), used))
-    current = {r["xxh3"] for r in index.query(
-        "SELECT DISTINCT v.xxh3 FROM versions v JOIN listings l ON l.version_id = v.id "
-        "WHERE v.xxh3 IS NOT NULL")}
-    live_names = {r["xxh3"] for r in index.query(
-        "SELECT DISTINCT v.xxh3 FROM versions v JOIN constituents c ON c.name = v.name "
-        "WHERE v.xxh3 IS NOT NULL AND c.withdrawn_at IS NULL")}
-    withdrawn_only = {b.xxh3 for b in blobs} - live_names
-    pinned_cifs = index.query("SELECT rows, view_dir FROM cifs WHERE pinned = 1")
+            missing.add(row.xxh3)
+        blobs.append(BlobRow(row.xxh3, row.size, used))
+    current = index.current_hashes()
+    withdrawn_only = {b.xxh3 for b in blobs} - index.live_name_hashes()
+    pinned_cifs = index.pinned_cifs()
     views, staging = _view_targets(layout.views)
     return plan_prune(
         blobs, current, withdrawn_only, _pinned_hashes(pinned_cifs), now=now,
         older_than=older_than, max_size=max_size,
         tmp_files=_tmp_files(layout.tmp) + staging, grace=grace,
         stale_locks=_stale_locks(layout.locks), views=views,
-        kept_views={Path(c["view_dir"]) for c in pinned_cifs if c["view_dir"]},
+        kept_views={Path(c.view_dir) for c in pinned_cifs if c.view_dir},
         missing=missing,
     )
 
@@ -344,7 +335,7 @@ def _remove_lock(path: Path) -> None:
 BATCH = 64  # blobs removed per write transaction
 
 
-def _remove_blobs(layout: Layout, index, plan: PrunePlan) -> OSError | None:
+def _remove_blobs(layout: Layout, index: Index, plan: PrunePlan) -> OSError | None:
     """Remove the planned blobs, a batch at a time: each content's lock first (a content being
     fetched right now is skipped, not raced), then its row and its file together in one write
     transaction (`Index.remove_blobs`), so a fetch never publishes a file whose row prune then
@@ -384,7 +375,7 @@ def _remove_blobs(layout: Layout, index, plan: PrunePlan) -> OSError | None:
     return error
 
 
-def execute_prune(layout: Layout, index, plan: PrunePlan) -> None:
+def execute_prune(layout: Layout, index: Index, plan: PrunePlan) -> None:
     """Remove what `plan` lists: blob files with their rows, old temporaries, locks, views.
     Nothing is removed from a cache whose index this process cannot write."""
     if index.readonly:
@@ -408,7 +399,8 @@ def execute_prune(layout: Layout, index, plan: PrunePlan) -> None:
 
 
 def prune(
-    cache: Cache,
+    index: Index,
+    layout: Layout,
     *,
     older_than: float | None = None,
     max_size: int | None = None,
@@ -417,34 +409,27 @@ def prune(
     now: float | None = None,
 ) -> PrunePlan:
     """Plan a prune and, unless `dry_run`, carry it out; the plan says what was freed."""
-    plan = plan_prune_for(cache, older_than=older_than, max_size=max_size, grace=grace, now=now)
+    plan = plan_prune_for(index, layout, older_than=older_than, max_size=max_size, grace=grace,
+                          now=now)
     plan.dry_run = dry_run
     if not dry_run:
-        execute_prune(cache.layout, cache.index, plan)
+        execute_prune(layout, index, plan)
     return plan
 
 
 # -- pinning --------------------------------------------------------------------------------------
-def set_pinned(cache: Cache, cif: str | os.PathLike[str], pinned: bool = True) -> dict:
-    """Pin (or unpin) a recorded CIF, given by its path or its id; return its record. Pinning
-    a file with a CALINDEX that is not recorded yet records it first (see build.record_calindex)."""
-    text = os.fspath(cif)
-    index = cache.index
-    rows = []
-    path = str(Path(text).expanduser().absolute())
-    if isinstance(cif, str) and text.isdigit():
-        rows = index.query("SELECT id, path FROM cifs WHERE id = ?", (int(text),))
-    if not rows:
-        rows = index.query("SELECT id, path FROM cifs WHERE path = ?", (path,))
-    if not rows and pinned and Path(text).expanduser().is_file():
-        # any CALINDEX (SAS's CIF, an event list, a PPS product): recorded with its exact
-        # contents, fetched by MD5 if needed
-        from .build import record_calindex
-
-        record_calindex(cache, text, pin=True)
-        rows = index.query("SELECT id, path FROM cifs WHERE path = ?", (path,))
-    if not rows:
+def set_pinned(index: Index, cif: str | os.PathLike[str] | int, pinned: bool = True
+               ) -> CifRecord:
+    """Pin (or unpin) a recorded CIF, given by its path or its id; return its record."""
+    text = os.fspath(cif) if not isinstance(cif, int) else str(cif)
+    record = None
+    if isinstance(cif, int) or text.isdigit():
+        record = index.cif_by_id(int(text))
+    if record is None:
+        record = index.cif_by_path(str(Path(text).expanduser().absolute()))
+    if record is None:
         raise UsageError(f"no recorded CIF {text!r} (see `ccfcache cifs` for paths and ids)")
-    with index.write() as db:
-        db.execute("UPDATE cifs SET pinned = ? WHERE id = ?", (int(pinned), rows[0]["id"]))
-    return index.query("SELECT id, path, pinned FROM cifs WHERE id = ?", (rows[0]["id"],))[0]
+    index.set_cif_pinned(record.id, pinned)
+    found = index.cif_by_id(record.id)
+    assert found is not None
+    return found

@@ -17,8 +17,14 @@ from .index import HEADER_COLUMNS, Index
 from .listing import Listing, ListingEntry
 from .progress import NullProgress, Progress
 from .reconcile import SyncPlan, check_withdrawal_safety, plan_sync
+from .rows import KnownListing, ListingWrite
 from .sources import Head, Source
 from .transport import ListingValidators, NotModified
+
+# headers read are committed in batches (an interrupted sync keeps them): this many, or after
+# this many seconds, whichever comes first
+BATCH_HEADERS = 500
+BATCH_SECONDS = 2.0
 
 
 @dataclass
@@ -65,14 +71,14 @@ def fetch_listings(sources: list[Source], index: Index | None = None,
     return listings, unchanged
 
 
-def _listing_from_index(url: str, known: dict[tuple[str, str], dict]) -> Listing:
+def _listing_from_index(url: str, known: dict[tuple[str, str], KnownListing]) -> Listing:
     """The listing of a source that answered 304, as the index recorded it (every entry
     unchanged for `plan_sync`)."""
     listing = Listing(source=url)
     for (source, name), row in known.items():
         if source == url:
             listing.entries[name] = ListingEntry(name=name, href=name, size=None,
-                                                 size_hint=row["size_hint"], mtime=row["mtime"])
+                                                 size_hint=row.size_hint, mtime=row.mtime)
     return listing
 
 
@@ -140,12 +146,15 @@ def read_heads(
     progress: Progress,
     cap: int | None = None,
     keep_header: Callable[[bytes], object] | None = None,
+    on_batch: Callable[[list[tuple[str, ListingEntry, Head, dict]]], object] | None = None,
 ) -> tuple[list[tuple[str, ListingEntry, Head, dict]], list[str]]:
     """Read and parse the headers of `to_read` concurrently (parsing in the workers overlaps
     with other reads in flight); return (source, entry, head, version fields) and failures.
     `workers` reads start in flight, growing up to `cap` while latency allows (`InFlight`).
     `keep_header` receives each readable primary header's bytes (the store keeps them for
-    the mount's header reads); failing to keep one does not fail the sync."""
+    the mount's header reads); failing to keep one does not fail the sync. `on_batch`
+    receives the headers read so far every BATCH_HEADERS reads or BATCH_SECONDS (and the
+    rest at the end), so that an interrupted sync keeps what it has read."""
 
     def read(src: str, entry: ListingEntry) -> tuple[Head, dict, float]:
         start = time.perf_counter()
@@ -161,6 +170,8 @@ def read_heads(
         return replace(head, data=b""), fields, latency
 
     done: list[tuple[str, ListingEntry, Head, dict]] = []
+    pending: list[tuple[str, ListingEntry, Head, dict]] = []
+    flushed = time.monotonic()
     failures: list[str] = []
     control = InFlight(workers, max(workers, cap or workers))
     todo = iter(to_read)
@@ -185,83 +196,58 @@ def read_heads(
                     control.record(None)
                 else:
                     done.append((src, entry, head, fields))
+                    pending.append((src, entry, head, fields))
                     control.record(latency)
                 progress.advance()
+            if on_batch is not None and pending and (
+                    len(pending) >= BATCH_HEADERS
+                    or time.monotonic() - flushed >= BATCH_SECONDS):
+                on_batch(pending)
+                pending, flushed = [], time.monotonic()
+    if on_batch is not None and pending:
+        on_batch(pending)
     progress.finish()
     return done, failures
-
-
-_VERSION_COLUMNS = ("name", "size", "header_digest", "header_size", *HEADER_COLUMNS,
-                    "header_error", "first_seen", "xxh3", "md5")
-_INSERT_VERSION = (f"INSERT INTO versions ({', '.join(_VERSION_COLUMNS)}) "
-                   f"VALUES ({', '.join('?' * len(_VERSION_COLUMNS))})")
-_UPSERT_LISTING = (
-    "INSERT INTO listings (source, name, size_hint, mtime, size, etag, last_modified, "
-    "version_id, seen_at, href) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(source, name) DO "
-    "UPDATE SET size_hint = excluded.size_hint, mtime = excluded.mtime, size = excluded.size, "
-    "etag = excluded.etag, last_modified = excluded.last_modified, "
-    "version_id = excluded.version_id, seen_at = excluded.seen_at, href = excluded.href"
-)
-_UPSERT_CONSTITUENT = (
-    "INSERT INTO constituents (name, scope, typeid, issue, first_seen, last_seen, "
-    "withdrawn_at) VALUES (?, ?, ?, ?, ?, ?, NULL) ON CONFLICT(name) DO UPDATE SET "
-    "scope = excluded.scope, typeid = excluded.typeid, issue = excluded.issue, "
-    "first_seen = COALESCE(constituents.first_seen, excluded.first_seen), "
-    "last_seen = excluded.last_seen, withdrawn_at = NULL"
-)
 
 
 def apply_sync(index: Index, plan: SyncPlan, heads: list[tuple[str, ListingEntry, Head, dict]],
                listings: dict[str, Listing], report: SyncReport,
                not_modified: set[str] = frozenset()) -> None:
-    """Write the outcome of a sync into the index in one short transaction (plain SQL,
-    batched: sqlite-utils' per-row table introspection cost 1 s per 1,000 headers)."""
-    now = time.time()
-    with index.write() as db:
-        conn = db.conn
-        for src, entry, head, fields in heads:
-            found = conn.execute(
-                "SELECT id FROM versions WHERE name = ? AND size = ? AND header_digest = ?",
-                (fields["name"], fields["size"], fields["header_digest"]),
-            ).fetchone()
-            if found:
-                version_id = found[0]
-            else:
-                row = {**fields, "first_seen": now, "xxh3": None, "md5": None}
-                version_id = conn.execute(
-                    _INSERT_VERSION, tuple(row[c] for c in _VERSION_COLUMNS)).lastrowid
-                report.new_versions.append(entry.name)
-                if fields["header_error"]:
-                    report.header_errors.append(fields["header_error"])
-            conn.execute(_UPSERT_LISTING, (
-                src, entry.name, entry.size_hint, entry.mtime, head.size, head.etag,
-                head.last_modified, version_id, now, entry.href))
-            conn.execute(_UPSERT_CONSTITUENT, (
-                entry.name, fields["scope"], fields["typeid"], fields["issue"], now, now))
-        conn.executemany("DELETE FROM listings WHERE source = ? AND name = ?", plan.dropped)
-        conn.executemany("UPDATE constituents SET withdrawn_at = ? WHERE name = ?",
-                         [(now, name) for name in plan.withdrawn])
-        # a withdrawn name listed again comes back only once its header was read (a listing
-        # row points to a version); until then it stays withdrawn and is retried next sync
-        read_names = {entry.name for _, entry, _, _ in heads}
-        report.reappeared = [name for name in plan.reappeared if name in read_names]
-        listed = {name for listing in listings.values() for name in listing.entries}
-        conn.executemany(
-            "UPDATE constituents SET last_seen = ? WHERE name = ?", [(now, n) for n in listed]
-        )
-        for url, listing in listings.items():
-            conn.execute(
-                "INSERT INTO sources (url, added_at, listed_at, listed_count) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT(url) DO UPDATE SET listed_at = excluded.listed_at, "
-                "listed_count = excluded.listed_count, "
-                "added_at = COALESCE(sources.added_at, excluded.added_at)",
-                (url, now, now, len(listing.entries)))
-            # a listing is asked for conditionally next time only when every row of it is
-            # in the index now (a failed header read must be retried by the next sync)
-            if url not in not_modified:
-                complete = not report.failures
-                index.set_listing_validators(db, url, listing.etag if complete else None,
-                                             listing.last_modified if complete else None)
+    """Write the outcome of a sync into the index in one short transaction."""
+    writes = _writes(heads)
+    listed = {name for listing in listings.values() for name in listing.entries}
+    # a listing is asked for conditionally next time only when every row of it is in the
+    # index now (a failed header read must be retried by the next sync)
+    complete = not report.failures
+    validators = {url: (listing.etag, listing.last_modified) if complete else (None, None)
+                  for url, listing in listings.items() if url not in not_modified}
+    new = index.apply_sync(
+        writes, dropped=plan.dropped, withdrawn=plan.withdrawn, listed=listed,
+        source_counts={url: len(listing.entries) for url, listing in listings.items()},
+        now=time.time(), validators=validators)
+    report.new_versions.extend(v.name for v in new)
+    report.header_errors.extend(v.header_error for v in new if v.header_error)
+    # a withdrawn name listed again comes back only once its header was read (a listing
+    # row points to a version); until then it stays withdrawn and is retried next sync
+    read_names = {entry.name for _, entry, _, _ in heads}
+    report.reappeared = [name for name in plan.reappeared if name in read_names]
+
+
+def _writes(heads: list[tuple[str, ListingEntry, Head, dict]]) -> list[ListingWrite]:
+    return [ListingWrite(src, entry.name, entry.size_hint, entry.mtime, head.size, head.etag,
+                         head.last_modified, fields, entry.href)
+            for src, entry, head, fields in heads]
+
+
+def record_heads(index: Index, heads: list[tuple[str, ListingEntry, Head, dict]],
+                 report: SyncReport) -> None:
+    """Commit a batch of headers just read (their versions, listing rows and names), so that
+    an interrupted sync keeps them and the next one reads only the rest (`apply_sync` writes
+    them again at the end: recording a header is idempotent)."""
+    new = index.apply_sync(_writes(heads), dropped=[], withdrawn=[], listed=set(),
+                           source_counts={}, now=time.time())
+    report.new_versions.extend(v.name for v in new)
+    report.header_errors.extend(v.header_error for v in new if v.header_error)
 
 
 def sync(
@@ -279,15 +265,15 @@ def sync(
     """Reconcile the index with the sources; see the module docstring."""
     progress = progress or NullProgress()
     listings, not_modified = fetch_listings(sources, index)
-    known = {(row["source"], row["name"]): row for row in index.listing_states()}
+    known = {(row.source, row.name): row for row in index.known_listings()}
     for url in not_modified:
         listings[url] = _listing_from_index(url, known)
     urls = set(listings)
     # rows of sources no longer configured are dropped like names a source stopped listing
     known_rows = {key: row for key, row in known.items() if key[0] in urls}
-    states = index.query("SELECT name, withdrawn_at FROM constituents")
-    active = [r["name"] for r in states if r["withdrawn_at"] is None]
-    withdrawn = [r["name"] for r in states if r["withdrawn_at"] is not None]
+    states = index.name_states()
+    active = [r.name for r in states if r.withdrawn_at is None]
+    withdrawn = [r.name for r in states if r.withdrawn_at is not None]
     plan = plan_sync(listings, known_rows, active, withdrawn)
     plan.dropped += [key for key in known if key[0] not in urls]
     report = SyncReport(
@@ -309,7 +295,8 @@ def sync(
         return report
     by_url = {source.url: source for source in sources}
     heads, failures = read_heads(plan.to_read, by_url, workers=workers, progress=progress,
-                                 cap=header_cap, keep_header=keep_header)
+                                 cap=header_cap, keep_header=keep_header,
+                                 on_batch=lambda batch: record_heads(index, batch, report))
     report.read = len(heads)
     report.failures = failures
     apply_sync(index, plan, heads, listings, report, not_modified)

@@ -17,7 +17,11 @@ import xxhash
 from .errors import CcfCacheError, UsageError
 
 if TYPE_CHECKING:
-    from .cache import Cache
+    from collections.abc import Callable
+
+    from .fetcher import Fetcher
+    from .index import Index
+    from .layout import Layout
 
 READ_SIZE = 1 << 20  # big enough for few syscalls, small enough to stay in the CPU cache
 # (8 MiB reads hashed at 3.5 GB/s, 1 MiB ones at 6 GB/s, from the page cache)
@@ -124,11 +128,11 @@ def md5_file(path: Path) -> tuple[str, int]:
     return hasher.hexdigest(), size
 
 
-def _fast_tier(cache: Cache, rows: list[dict], report: VerifyReport) -> list[dict]:
+def _fast_tier(layout: Layout, rows: list[dict], report: VerifyReport) -> list[dict]:
     """Sizes of every blob and every view link; returns the rows whose file looks right."""
     sound = []
     for row in rows:
-        path = cache.layout.blob_path(row["xxh3"])
+        path = layout.blob_path(row["xxh3"])
         try:
             actual: int | None = os.stat(path).st_size
         except FileNotFoundError:
@@ -142,7 +146,7 @@ def _fast_tier(cache: Cache, rows: list[dict], report: VerifyReport) -> list[dic
             report.problems.append(problem)
         else:
             sound.append(row)
-    views = cache.layout.views
+    views = layout.views
     if views.is_dir():
         for view in sorted(os.scandir(views), key=lambda e: e.name):
             if view.name.startswith(".tmp-") or not view.is_dir():
@@ -167,12 +171,12 @@ def balanced_batches(rows: list[dict], count: int) -> list[list[dict]]:
     return [batch for batch in batches if batch]
 
 
-def _full_tier(cache: Cache, rows: list[dict], report: VerifyReport, workers: int) -> None:
+def _full_tier(layout: Layout, rows: list[dict], report: VerifyReport, workers: int) -> None:
     def work(batch: list[dict]) -> list[tuple[dict, str | None, int, str | None]]:
         done = []
         for row in batch:
             try:
-                digest, size = hash_xxh3(cache.layout.blob_path(row["xxh3"]))
+                digest, size = hash_xxh3(layout.blob_path(row["xxh3"]))
             except OSError as exc:
                 done.append((row, None, 0, exc.strerror or str(exc)))
             else:
@@ -195,13 +199,12 @@ def _full_tier(cache: Cache, rows: list[dict], report: VerifyReport, workers: in
             report.problems.append(Problem("corrupt", row["xxh3"], f"bytes hash to {digest}"))
 
 
-def _repair(cache: Cache, problems: list[Problem]) -> None:
+def _repair(index: Index, layout: Layout, make_fetcher: Callable[[], Fetcher],
+            problems: list[Problem]) -> None:
     """Re-fetch missing or damaged contents from a source that serves the same bytes: the
     download goes to tmp/, is verified against the content's hash, and only then replaces the
     damaged blob (which stays when no good replacement can be had). An unreadable blob is
     reported and kept: its bytes may be fine, and only its owner can tell."""
-    from .fetcher import Fetcher
-
     fetcher: Fetcher | None = None
     for problem in problems:
         if problem.kind == "unreadable":
@@ -210,14 +213,12 @@ def _repair(cache: Cache, problems: list[Problem]) -> None:
         if problem.kind not in ("missing", "size", "corrupt"):
             continue
         xxh3 = problem.what
-        served = cache.index.query(
-            "SELECT DISTINCT v.* FROM versions v JOIN listings l ON l.version_id = v.id "
-            "WHERE v.xxh3 = ? ORDER BY v.id", (xxh3,))
+        served = index.served_versions(xxh3)
         if not served:
             problem.detail += "; no source serves this content any more (kept, not deleted)"
             continue
-        path = cache.layout.blob_path(xxh3)
-        fetcher = fetcher or cache.fetcher()
+        path = layout.blob_path(xxh3)
+        fetcher = fetcher or make_fetcher()
         try:
             got = fetcher.fetch_one(served[0], replace=problem.kind != "missing")
             digest, _ = hash_xxh3(got)
@@ -237,28 +238,33 @@ def _repair(cache: Cache, problems: list[Problem]) -> None:
 
 
 def verify(
-    cache: Cache,
+    index: Index,
+    layout: Layout,
     *,
     full: bool = False,
     sample: float | None = None,
     repair: bool = False,
     workers: int | None = None,
     rng: random.Random | None = None,
+    make_fetcher: Callable[[], Fetcher] | None = None,
 ) -> VerifyReport:
-    """Check the store: sizes and view links always; hashes with `full` or `sample` (percent)."""
-    rows = cache.index.query("SELECT xxh3, size FROM blobs ORDER BY xxh3")
+    """Check the store: sizes and view links always; hashes with `full` or `sample` (percent);
+    with `repair`, re-fetch what is wrong through `make_fetcher()` (called once, if needed)."""
+    rows = [r.as_dict() for r in index.blobs()]
     report = VerifyReport(blobs=len(rows))
-    sound = _fast_tier(cache, rows, report)
+    sound = _fast_tier(layout, rows, report)
     if full or sample is not None:
         chosen = choose_sample(sound, sample, rng)
-        _full_tier(cache, chosen, report, workers or os.cpu_count() or 1)
+        _full_tier(layout, chosen, report, workers or os.cpu_count() or 1)
     if repair and report.problems:
-        _repair(cache, report.problems)
+        if make_fetcher is None:
+            raise UsageError("repair needs sources to fetch from (give make_fetcher)")
+        _repair(index, layout, make_fetcher, report.problems)
     return report
 
 
 # -- a CIF against local files ------------------------------------------------------------------
-def verify_cif(cache: Cache, cif_path: str | os.PathLike[str]) -> VerifyReport:
+def verify_cif(index: Index, layout: Layout, cif_path: str | os.PathLike[str]) -> VerifyReport:
     """Check each CIF row (MD5, FSIZE) against its FNAME if that file exists (relative names
     against the CIF's folder), else against the cache's content of that name and MD5."""
     from .cif import read_cif
@@ -271,10 +277,10 @@ def verify_cif(cache: Cache, cif_path: str | os.PathLike[str]) -> VerifyReport:
         local = fname if fname.is_absolute() else path.parent / fname
         if not local.is_file():
             local = None
-            found = cache.index.contents_by_md5([row["md5"]]) if row["md5"] else []
+            found = index.contents_by_md5([row["md5"]]) if row["md5"] else []
             found.sort(key=lambda v: v["name"] != row["name"])  # same bytes, any name
             for candidate in found:
-                blob = cache.layout.blob_path(candidate["xxh3"])
+                blob = layout.blob_path(candidate["xxh3"])
                 if blob.is_file():
                     local = blob
                     break

@@ -190,17 +190,14 @@ def test_rows_nothing_can_serve_are_listed_and_exit_1(tmp_path: Path, archive, s
 
 
 def test_verify_and_pin_accept_an_event_list(tmp_path: Path, archive, synced) -> None:
-    from ccfcache.prune import prune, set_pinned
-    from ccfcache.verify import verify_cif
-
     files = _archive_files(archive, 3)
     product = rewrite_calindex(tmp_path / "evts.fits", files)
-    pinned = set_pinned(synced, str(product), True)  # not recorded yet: recorded, then pinned
-    record = next(c for c in synced.cifs() if c["id"] == pinned["id"])
+    pinned = synced.pin(str(product))  # not recorded yet: recorded, then pinned
+    record = next(c for c in synced.cifs() if c["id"] == pinned.id)
     assert record["pinned"] == 1 and record["rows"] == 3 and record["path"] == str(product)
-    report = verify_cif(synced, product)
+    report = synced.verify_cif(product)
     assert report.ok and report.hashed == 3
-    plan = prune(synced, older_than=0.0, grace=0.0)  # would take every unused content
+    plan = synced.prune(older_than=0.0, grace=0.0)  # would take every unused content
     assert plan.kept_pinned >= 3
     result = synced.fetch_cif(product)
     assert result.complete and all(p.is_file() for p in result.paths.values())

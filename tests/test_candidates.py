@@ -6,13 +6,11 @@ the same warnings as the rule over every live row."""
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ccfcache.build import candidate_rows
 from ccfcache.index import Index
 from ccfcache.select import select_constituents
 
@@ -85,9 +83,8 @@ def test_narrowed_rows_give_the_same_selection(index: Index, rows: list[dict], o
                                                anal: str, historical: bool,
                                                ignore: bool) -> None:
     fill(index, rows)
-    cache = SimpleNamespace(index=index)
-    narrowed = candidate_rows(cache, obs, anal, category="XMMCCF", ignore_category=ignore,
-                              historical=historical)
+    narrowed = index.candidates_for(obs, anal, category="XMMCCF", ignore_category=ignore,
+                                    historical=historical)
     everything = live(rows, index, historical)
     assert len({r["id"] for r in narrowed}) == len(narrowed)  # no row twice
     assert {r["id"] for r in narrowed} <= {r["id"] for r in everything}
@@ -105,6 +102,6 @@ def test_a_warm_index_query_reads_one_group_row_not_every_version(index: Index) 
              "header_error": None, "xxh3": None, "listed": True, "withdrawn": False}
             for i in range(1, 21)]
     fill(index, rows)
-    narrowed = candidate_rows(SimpleNamespace(index=index), DATES[2], DATES[2],
-                              category="XMMCCF", ignore_category=False, historical=False)
+    narrowed = index.candidates_for(DATES[2], DATES[2], category="XMMCCF",
+                                    ignore_category=False, historical=False)
     assert [r["issue"] for r in narrowed] == [20]

@@ -372,3 +372,59 @@ def test_env_and_cif_after_prune_never_hand_out_dangling_links(cli_cache, server
     assert again.exit_code == 0, again.output
     total, dangling = _links_resolve(json.loads(again.stdout)["view_dir"])
     assert total > 10 and dangling == []
+
+
+def test_prune_names_what_it_removes_and_the_cifs_it_breaks(cli_cache, tmp_path):
+    out = tmp_path / "ccf.cif"
+    built = run("cif", "--cache-dir", str(cli_cache), "--obs-date", OBS, "--analysis-date",
+                ANAL, "-o", str(out), "--json")
+    rows = {r["name"] for r in json.loads(built.stdout)["rows"]}
+    dry = run("prune", "--cache-dir", str(cli_cache), "--max-size", "1", "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    plan = json.loads(dry.stdout)
+    named = {name for item in plan["removed"] for name in item["names"]}
+    assert named == rows  # every content of the CIF, by constituent name
+    assert [c["path"] for c in plan["cifs_needing_refetch"]] == [str(out)]
+    assert set(plan["cifs_needing_refetch"][0]["names"]) == rows
+    text = run("prune", "--cache-dir", str(cli_cache), "--max-size", "1")
+    assert text.exit_code == 0, text.output
+    removed = [line for line in text.stdout.splitlines() if line.startswith("removed: ")]
+    assert {line.split(": ", 1)[1].split(" (")[0] for line in removed} == rows
+    assert f"CIF 1 {out} lost {len(rows)} files" in text.stdout
+
+
+def test_interrupted_sync_keeps_the_headers_it_read(tmp_path, source_urls, server, archive):
+    """SIGINT in the middle of a first sync: exit 130, the headers read so far are in the
+    index, and the next sync reads only the others (fails without batch commits: the index
+    held no version and the second sync read every header again)."""
+    import sqlite3
+
+    root = tmp_path / "c"
+    server.set_fault("slow", on="file", delay=0.3)
+    child = subprocess.Popen([sys.executable, "-c", ENTRY, "sync", "--cache-dir", str(root),
+                              "--source", source_urls[0]], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "CCFCACHE_WORKERS": "2"})
+
+    def versions() -> int:
+        try:
+            with sqlite3.connect(f"file:{root / 'index.sqlite'}?mode=ro", uri=True) as db:
+                return db.execute("SELECT count(*) FROM versions").fetchone()[0]
+        except sqlite3.Error:
+            return 0
+
+    deadline = time.monotonic() + 120
+    while versions() == 0 and time.monotonic() < deadline and child.poll() is None:
+        time.sleep(0.1)
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 130, err
+    kept = versions()
+    total = len(archive.full_names())
+    assert 0 < kept < total
+    server.clear_faults()
+    server.reset_counts()
+    done = cli("sync", "--cache-dir", str(root), "--json")
+    assert done.returncode == 0, done.stderr
+    assert versions() >= total
+    assert json.loads(done.stdout)["read"] == total - kept  # only the headers not yet read

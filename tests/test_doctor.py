@@ -14,7 +14,7 @@ from ccfcache import Cache, CacheError
 from ccfcache.cli import app
 from ccfcache.demo.archive import generate_archive
 from ccfcache.demo.server import esa_mounts
-from ccfcache.doctor import aside_name, check_index, doctor, integrity_problem
+from ccfcache.doctor import aside_name, check_index, integrity_problem
 
 OBS, ANAL = "2021-03-10T00:21:11", "2021-03-25T09:56:39"
 
@@ -40,7 +40,7 @@ def test_pure_helpers(tmp_path):
 def test_sound_index(stocked, synced, server):
     server.reset_counts()
     assert check_index(synced.layout.db) is None
-    report = doctor(synced)
+    report = synced.doctor()
     assert report.integrity == "ok" and not report.rebuilt and report.ok
     assert report.attached == report.recovered == 0
     assert report.blob_files == len(stocked.rows)
@@ -53,7 +53,7 @@ def test_deleted_index_is_rebuilt_without_downloads(stocked, synced, server, arc
     synced.close()
     synced.layout.db.unlink()
     server.reset_counts()
-    report = doctor(synced)
+    report = synced.doctor()
     assert report.integrity == "missing" and report.rebuilt and report.ok
     assert report.attached == len(names) and report.recovered == 0
     assert set(report.sync) == set(synced.settings.sources)
@@ -78,7 +78,7 @@ def test_corrupt_index_is_moved_aside(stocked, synced, server):
         Cache(synced.root, sources=synced.settings.sources).index  # noqa: B018
     (db.with_name("index.sqlite-journal")).write_bytes(b"stale journal")
     server.reset_counts()
-    report = doctor(synced)
+    report = synced.doctor()
     assert report.rebuilt and report.ok and report.integrity != "ok"
     moved = [os.path.basename(p) for p in report.moved_to]
     assert moved == ["index.sqlite.backup", "index.sqlite.backup-journal"]
@@ -98,7 +98,7 @@ def test_superseded_content_is_recovered_from_its_header(synced, server, archive
     synced.sync()
     synced.close()
     synced.layout.db.unlink()
-    report = doctor(synced)
+    report = synced.doctor()
     assert report.recovered == 1 and report.attached == 0
     rows = synced.index.query("SELECT * FROM versions WHERE name = ? ORDER BY id", (name,))
     assert len(rows) == 2
@@ -119,7 +119,7 @@ def test_corrupt_blob_is_not_attached(stocked, synced):
         handle.write(b"!")
     synced.close()
     synced.layout.db.unlink()
-    report = doctor(synced)
+    report = synced.doctor()
     assert not report.ok
     assert report.attached == len(stocked.rows) - 1
     assert len(report.problems) == 1 and victim.name in report.problems[0]

@@ -9,7 +9,6 @@ import hashlib
 import json
 import subprocess
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -249,7 +248,7 @@ def test_selection_from_the_exported_mif_equals_ccfcache_cif(
     out = tmp_path_factory.mktemp("p") / "ccf.mif"
     write_mif(index, out)
     from_mif = select_from_mif(read_cif(out).rows, obs, anal).rows
-    cif = select_rows(SimpleNamespace(index=index), obs, anal).rows  # what `ccfcache cif` picks
+    cif = select_rows(index, obs, anal).rows  # what `ccfcache cif` picks
     # the rule with its EVALDATE test dropped, over the rows `ccfcache cif` may consider
     live = [r for r in index.versions_with_state() if r["listed"] and not r["withdrawn"]]
     without_evaldate = select_constituents([dict(r, evaldate=None) for r in live], obs,

@@ -24,8 +24,6 @@ from ccfcache.prune import (
     parse_size,
     plan_prune,
     plan_prune_for,
-    prune,
-    set_pinned,
 )
 
 OBS, LATER = "2019-01-01T00:00:00", "2026-06-01T00:00:00"
@@ -118,7 +116,7 @@ def test_withdrawn_and_superseded_go_unless_pinned(synced, server, archive, arch
     gone_xxh3 = next(r["xxh3"] for r in late.rows if r["name"] == gone)
     assert gone not in {r["name"] for r in early.rows}
     before = stored(synced)
-    plan = prune(synced)
+    plan = synced.prune()
     assert {r.xxh3: r.reason for r in plan.blobs} == {gone_xxh3: "withdrawn"}
     assert plan.kept_pinned == 1  # the old XRT3 bytes: superseded, but the 2014 CIF is pinned
     assert not synced.layout.blob_path(gone_xxh3).exists()
@@ -133,20 +131,20 @@ def test_withdrawn_and_superseded_go_unless_pinned(synced, server, archive, arch
         assert (early.view_dir / name).exists()
     assert late.view_dir.is_dir() and not (late.view_dir / gone).exists()
     # unpinned: the superseded content goes too
-    set_pinned(synced, early.path, False)
-    plan = prune(synced)
+    synced.unpin(early.path)
+    plan = synced.prune()
     assert {r.xxh3: r.reason for r in plan.blobs} == {old_xrt3: "superseded"}
-    assert prune(synced).files == 0  # nothing left to do
+    assert synced.prune().files == 0  # nothing left to do
 
 
 def test_dry_run_reports_and_changes_nothing(synced, moved_on):
     before = stored(synced)
     files = sorted(p for p in synced.layout.blobs.rglob("*") if p.is_file())
-    plan = prune(synced, max_size=0, dry_run=True)
+    plan = synced.prune(max_size=0, dry_run=True)
     assert plan.dry_run and plan.files > 0 and plan.bytes > 0
     assert stored(synced) == before
     assert sorted(p for p in synced.layout.blobs.rglob("*") if p.is_file()) == files
-    assert prune(synced, max_size=0).bytes == plan.bytes
+    assert synced.prune(max_size=0).bytes == plan.bytes
 
 
 def test_max_size_evicts_least_recently_used_unpinned(synced, archive, tmp_path):
@@ -159,7 +157,7 @@ def test_max_size_evicts_least_recently_used_unpinned(synced, archive, tmp_path)
     sizes = stored(synced)
     total = sum(sizes.values())
     cap = total - sizes[hashes[-1]] - 1  # the oldest must go, and one more
-    plan = prune(synced, max_size=cap)
+    plan = synced.prune(max_size=cap)
     assert [r.xxh3 for r in plan.blobs] == [hashes[-1], hashes[-2]]
     assert {r.reason for r in plan.blobs} == {"size"}
     assert sum(stored(synced).values()) <= cap
@@ -168,11 +166,11 @@ def test_max_size_evicts_least_recently_used_unpinned(synced, archive, tmp_path)
 def test_max_size_never_evicts_pinned(synced, tmp_path):
     result = synced.cif(OBS, LATER, tmp_path / "p.cif", pin=True)
     pinned = {r["xxh3"] for r in result.rows}
-    plan = prune(synced, max_size=0)
+    plan = synced.prune(max_size=0)
     assert plan.files == 0 and plan.over_budget
     assert set(stored(synced)) == pinned
-    set_pinned(synced, str(result.cif_id), False)
-    plan = prune(synced, max_size=0)
+    synced.unpin(str(result.cif_id))
+    plan = synced.prune(max_size=0)
     assert {r.xxh3 for r in plan.blobs} == pinned and stored(synced) == {}
     # the view whose links all dangle is removed
     assert not result.view_dir.exists() and plan.views == [result.view_dir]
@@ -183,7 +181,7 @@ def test_older_than_removes_only_unused(synced, server, archive):
     paths = synced.fetch(names)
     old = paths[names[0]].name
     make_old(synced, old, time.time() - 40 * DAY)
-    plan = prune(synced, older_than=parse_duration("30d"))
+    plan = synced.prune(older_than=parse_duration("30d"))
     assert [(r.xxh3, r.reason) for r in plan.blobs] == [(old, "unused")]
     server.reset_counts()
     assert synced.path(names[1]).exists()  # the others stay local
@@ -199,7 +197,7 @@ def test_reader_with_the_file_open_keeps_reading(synced, archive):
     path = synced.path(name)
     with open(path, "rb") as handle:
         head = handle.read(100)
-        prune(synced, max_size=0)
+        synced.prune(max_size=0)
         assert not path.exists()
         data = head + handle.read()
     assert hashlib.md5(data).hexdigest() == archive.entries[name].md5
@@ -217,16 +215,16 @@ def test_temporary_files_and_locks(synced):
     live = locks / "LIVE.lock"
     live.write_text(json.dumps({"host": hostname(), "pid": os.getpid(),
                                 "started": time.time()}))
-    plan = prune(synced, dry_run=True)
+    plan = synced.prune(dry_run=True)
     assert plan.tmp == [old] and plan.tmp_bytes == 1000 and plan.locks == [dead]
     assert old.exists() and dead.exists()
-    plan = prune(synced)
+    plan = synced.prune()
     assert not old.exists() and young.exists()
     assert not dead.exists() and live.exists()
     assert plan.files == 1 and plan.bytes == 1000
     # a shorter grace period takes the young one too
     os.utime(young, (time.time() - 120,) * 2)
-    assert prune(synced, grace=60).tmp == [young] and not young.exists()
+    assert synced.prune(grace=60).tmp == [young] and not young.exists()
 
 
 def test_reconcile_deletion_then_prune(synced, server, archive, archive_v2, tmp_path):
@@ -235,8 +233,8 @@ def test_reconcile_deletion_then_prune(synced, server, archive, archive_v2, tmp_
     for prefix, folder in esa_mounts(archive_v2.root).items():
         server.set_mount(prefix, folder)
     synced.sync()
-    assert path.name in {r.xxh3 for r in plan_prune_for(synced).blobs}
-    prune(synced)
+    assert path.name in {r.xxh3 for r in plan_prune_for(synced.index, synced.layout).blobs}
+    synced.prune()
     assert not path.exists()
 
 
@@ -264,4 +262,4 @@ def test_cli_pin_unpin_prune(synced, tmp_path):
     out = runner.invoke(app, ["pin", "nope.cif", "--cache-dir", root])
     assert out.exit_code == 1 and "no recorded CIF" in out.output
     out = runner.invoke(app, ["prune", "--older-than", "soon", "--cache-dir", root])
-    assert out.exit_code == 1 and "not a duration" in out.output
+    assert out.exit_code == 2 and "not a duration" in out.output  # a usage error

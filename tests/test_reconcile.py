@@ -81,7 +81,7 @@ def test_deleted_on_server_is_withdrawn_not_selected_and_prunable(synced, server
         assert badpix and badpix[0]["issue"] < archive.entries[gone].issue
     # its content is prunable (the CIF that used it is not pinned)
     gone_xxh3 = next(r["xxh3"] for r in first.rows if r["name"] == gone)
-    plan = plan_prune_for(synced)
+    plan = plan_prune_for(synced.index, synced.layout)
     assert gone_xxh3 in {b.xxh3 for b in plan.blobs}
 
 

@@ -366,3 +366,36 @@ def test_listing_without_dates_or_sizes_does_not_hide_an_in_place_change(tmp_pat
         assert report.new_versions == [names[1]]
         path = cache.fetch([names[1]])[names[1]]
         assert md5_bytes(path.read_bytes()) == md5_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("bypass", [False, True])
+def test_proxy_variables_are_honoured_as_curl_does(tmp_path, archive, monkeypatch,
+                                                   bypass) -> None:
+    """HTTP_PROXY sends every request through the proxy (Debian's squid, for real: the
+    origin sees its Via header); NO_PROXY naming the host goes direct."""
+    from ccfcache.demo.external import Squid, squid_binary
+
+    if squid_binary() is None:
+        pytest.skip("squid is not installed (apt-get install squid)")
+    for key in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(key, raising=False)
+        monkeypatch.delenv(key.upper(), raising=False)
+    with Squid() as proxy, ArchiveServer(esa_mounts(archive.root)) as origin:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        if bypass:
+            monkeypatch.setenv("NO_PROXY", "example.org,127.0.0.1")
+        urls = [origin.url("/pub/ccf/constituents/")]
+        with Cache(tmp_path / "cache", sources=urls, workers=2) as cache:
+            cache.sync()
+            name = sorted(archive.full_names())[0]
+            path = cache.fetch([name])[name]
+            assert md5_bytes(path.read_bytes()) == archive.entries[name].md5
+        seen = origin.request_headers
+        assert seen
+        via = [headers.get("Via", "") for _, headers in seen]
+        if bypass:
+            assert not any(via)
+            assert not [line for line in proxy.access_log() if str(origin.port) in line]
+        else:
+            assert all("test-squid" in value for value in via), via
+            assert any(name in line for line in proxy.access_log())

@@ -17,7 +17,7 @@ from ccfcache import UsageError
 from ccfcache.cli import app
 from ccfcache.demo.archive import Manifest, generate_archive
 from ccfcache.demo.server import esa_mounts
-from ccfcache.verify import choose_sample, hash_xxh3, verify, verify_cif
+from ccfcache.verify import choose_sample, hash_xxh3
 
 DATA = Path(__file__).parent / "data"
 OBS, ANAL = "2021-03-10T00:21:11", "2021-03-25T09:56:39"
@@ -43,8 +43,8 @@ def fetched(synced, archive: Manifest):
 
 
 def test_clean_store(synced, fetched):
-    assert verify(synced).ok
-    report = verify(synced, full=True)
+    assert synced.verify().ok
+    report = synced.verify(full=True)
     assert report.ok and report.hashed == 5
     assert report.hashed_bytes == sum(p.stat().st_size for p in fetched.values())
 
@@ -58,18 +58,18 @@ def test_corrupt_blob_found_by_full_tier_and_repaired(synced, server, fetched, a
     name = sorted(fetched)[1]
     path = fetched[name]
     corrupt(path)
-    assert verify(synced).ok  # same size: the fast tier cannot see it
-    report = verify(synced, full=True)
+    assert synced.verify().ok  # same size: the fast tier cannot see it
+    report = synced.verify(full=True)
     assert [(p.kind, p.what) for p in report.problems] == [("corrupt", path.name)]
     server.reset_counts()
-    report = verify(synced, full=True, repair=True)
+    report = synced.verify(full=True, repair=True)
     assert report.ok and report.problems[0].repaired
     assert server.counts(name).gets == 1
     assert server.bytes_sent(name) == archive.entries[name].size
     assert server.total_bytes() == archive.entries[name].size  # nothing else fetched
     assert hashlib.md5(path.read_bytes()).hexdigest() == archive.entries[name].md5
     assert oct(path.stat().st_mode & 0o777) == oct(0o444)
-    assert verify(synced, full=True).ok
+    assert synced.verify(full=True).ok
 
 
 def test_missing_and_truncated_blobs(synced, server, fetched, archive):
@@ -78,15 +78,15 @@ def test_missing_and_truncated_blobs(synced, server, fetched, archive):
     missing.unlink()
     os.chmod(short, 0o644)
     os.truncate(short, 100)
-    report = verify(synced)
+    report = synced.verify()
     assert sorted((p.kind, p.what) for p in report.problems) == sorted(
         [("missing", missing.name), ("size", short.name)])
     server.reset_counts()
-    report = verify(synced, repair=True)
+    report = synced.verify(repair=True)
     assert report.ok
     assert {n for n in names if server.counts(n).gets} == {names[0], names[2]}
     assert server.total_bytes() == archive.entries[names[0]].size + archive.entries[names[2]].size
-    assert verify(synced, full=True).ok
+    assert synced.verify(full=True).ok
 
 
 def test_content_the_server_no_longer_has_is_reported_not_deleted(synced, server, archive,
@@ -98,7 +98,7 @@ def test_content_the_server_no_longer_has_is_reported_not_deleted(synced, server
         server.set_mount(prefix, folder)
     synced.sync()
     corrupt(path)
-    report = verify(synced, full=True, repair=True)
+    report = synced.verify(full=True, repair=True)
     assert not report.ok
     assert report.problems[0].kind == "corrupt" and not report.problems[0].repaired
     assert "no source serves this content" in report.problems[0].detail
@@ -107,7 +107,7 @@ def test_content_the_server_no_longer_has_is_reported_not_deleted(synced, server
 
 
 def test_sample_hashes_a_subset(synced, fetched):
-    report = verify(synced, sample=40, rng=random.Random(1))
+    report = synced.verify(sample=40, rng=random.Random(1))
     assert report.hashed == 2
     items = list(range(10))
     assert len(choose_sample(items, 25, random.Random(0))) == 2  # round(2.5) to even
@@ -117,7 +117,7 @@ def test_sample_hashes_a_subset(synced, fetched):
         choose_sample(items, 0)
     # every blob gets its turn: a corrupt one is found by some 20% sample
     corrupt(next(iter(fetched.values())))
-    found = [not verify(synced, sample=20, rng=random.Random(seed)).ok for seed in range(20)]
+    found = [not synced.verify(sample=20, rng=random.Random(seed)).ok for seed in range(20)]
     assert any(found) and not all(found)
 
 
@@ -125,12 +125,12 @@ def test_dangling_view_link_is_reported_and_repaired(synced, server, tmp_path):
     result = synced.cif(OBS, ANAL, tmp_path / "c.cif")
     row = result.rows[0]
     synced.layout.blob_path(row["xxh3"]).unlink()
-    report = verify(synced)
+    report = synced.verify()
     kinds = sorted(p.kind for p in report.problems)
     assert kinds == ["dangling-link", "missing"]
     link = next(p for p in report.problems if p.kind == "dangling-link")
     assert link.what == str(result.view_dir / row["name"])
-    assert verify(synced, repair=True).ok
+    assert synced.verify(repair=True).ok
     assert (result.view_dir / row["name"]).exists()
 
 
@@ -138,18 +138,18 @@ def test_dangling_view_link_is_reported_and_repaired(synced, server, tmp_path):
 def test_cif_against_the_cache(synced, tmp_path, archive):
     out = tmp_path / "ccf.cif"
     result = synced.cif(OBS, ANAL, out)
-    report = verify_cif(synced, out)
+    report = synced.verify_cif(out)
     assert report.ok and report.hashed == len(result.rows)
     victim = result.rows[0]
     corrupt(synced.layout.blob_path(victim["xxh3"]), offset=100)
-    report = verify_cif(synced, out)
+    report = synced.verify_cif(out)
     assert [(p.kind, p.what) for p in report.problems] == [("md5", victim["name"])]
 
 
 def test_sas_cif_against_the_real_constituent(synced, tmp_path):
     """The real cifbuild CIF: FNAME is a bare name, found next to the CIF; only the
     XRT3_XAREAEF_0012 row has its file there, and it matches (MD5, FSIZE)."""
-    report = verify_cif(synced, DATA / "epicpnsim_psf_gen_ccf.cif")
+    report = synced.verify_cif(DATA / "epicpnsim_psf_gen_ccf.cif")
     assert report.blobs == 121 and report.hashed == 1
     assert len(report.problems) == 120
     assert {p.kind for p in report.problems} == {"missing"}
@@ -159,10 +159,10 @@ def test_sas_cif_against_the_real_constituent(synced, tmp_path):
     data = bytearray((DATA / "XRT3_XAREAEF_0012.CCF").read_bytes())
     data[-10] ^= 0xFF
     (tmp_path / "XRT3_XAREAEF_0012.CCF").write_bytes(bytes(data))
-    report = verify_cif(synced, tmp_path / "sas.cif")
+    report = synced.verify_cif(tmp_path / "sas.cif")
     assert ("md5", "XRT3_XAREAEF_0012.CCF") in {(p.kind, p.what) for p in report.problems}
     (tmp_path / "XRT3_XAREAEF_0012.CCF").write_bytes(bytes(data[:-2880]))
-    report = verify_cif(synced, tmp_path / "sas.cif")
+    report = synced.verify_cif(tmp_path / "sas.cif")
     assert ("size", "XRT3_XAREAEF_0012.CCF") in {(p.kind, p.what) for p in report.problems}
 
 

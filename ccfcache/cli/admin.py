@@ -30,7 +30,6 @@ def prune(
 ) -> None:
     """Remove withdrawn, superseded or unused contents not pinned by a CIF, old temporaries."""
     from ..prune import parse_duration, parse_size
-    from ..prune import prune as run_prune
 
     try:
         age = parse_duration(older_than) if older_than is not None else None
@@ -38,10 +37,13 @@ def prune(
         grace_s = parse_duration(grace)
     except CcfCacheError as exc:
         usage_error(str(exc))
+    from ..prune_report import describe
+
     with open_cache(cache_dir, progress=False, create=False) as cache:
-        plan = run_prune(cache, older_than=age, max_size=size, grace=grace_s, dry_run=dry_run)
+        plan = cache.prune(older_than=age, max_size=size, grace=grace_s, dry_run=dry_run)
+        report = describe(cache.index, plan)
     if as_json:
-        print_json(plan.as_dict())
+        print_json({**plan.as_dict(), **report.as_dict()})
         return
     verb = "would free" if dry_run else "freed"
     reasons: dict[str, int] = {}
@@ -58,6 +60,15 @@ def prune(
     if plan.busy:
         typer.echo(f"kept {plan.busy} contents another process is fetching now")
     typer.echo(f"store: {human(plan.store_bytes)} -> {human(plan.store_bytes_after)}")
+    action = "would remove" if dry_run else "removed"
+    for item in report.removed:
+        names = ", ".join(item["names"]) or f"(content {item['xxh3']}, no name)"
+        typer.echo(f"{action}: {names} ({item['reason']}, {human(item['size'])})")
+    for cif_record in report.cifs:
+        lost, loses = cif_record["names"], "would lose" if dry_run else "lost"
+        typer.echo(f"CIF {cif_record['id']} {cif_record['path']} {loses}"
+                   f" {len(lost)} files ({', '.join(lost[:5])}{', ...' if len(lost) > 5 else ''})"
+                   f": `ccfcache env --cif {cif_record['path']}` fetches them again")
     if plan.over_budget:
         typer.echo(f"warning: pinned and current contents exceed --max-size {max_size}",
                    err=True)
@@ -86,14 +97,11 @@ def verify(
     if quick and (full or sample is not None):
         usage_error("--quick checks no hashes: give it without --full or --sample")
     full = not quick and sample is None
-    from ..verify import verify as run_verify
-    from ..verify import verify_cif
-
     with open_cache(cache_dir, progress=False, create=False) as cache:
         if cif is not None:
-            report = verify_cif(cache, cif)
+            report = cache.verify_cif(cif)
         else:
-            report = run_verify(cache, full=full, sample=sample, repair=repair)
+            report = cache.verify(full=full, sample=sample, repair=repair)
     if as_json:
         print_json(report.as_dict())
     else:
@@ -119,10 +127,8 @@ def doctor(
     as_json: JsonFlag = False,
 ) -> None:
     """Check the index; rebuild a missing or corrupt one from a sync and the blobs on disk."""
-    from ..doctor import doctor as run_doctor
-
     with open_cache(cache_dir, create=False) as cache:
-        report = run_doctor(cache, rebuild=rebuild)
+        report = cache.doctor(rebuild=rebuild)
     if as_json:
         print_json(report.as_dict())
     else:
@@ -149,14 +155,12 @@ def doctor(
 
 
 def _pin(cif: str, cache_dir: Path | None, as_json: bool, pinned: bool) -> None:
-    from ..prune import set_pinned
-
     with open_cache(cache_dir, progress=False, create=False) as cache:
-        record = set_pinned(cache, cif, pinned)
+        record = cache.pin(cif) if pinned else cache.unpin(cif)
     if as_json:
-        print_json(record)
+        print_json({"id": record.id, "path": record.path, "pinned": record.pinned})
     else:
-        typer.echo(f"{'pinned' if pinned else 'unpinned'} CIF {record['id']}: {record['path']}")
+        typer.echo(f"{'pinned' if pinned else 'unpinned'} CIF {record.id}: {record.path}")
 
 
 def pin(

@@ -136,10 +136,8 @@ def cif(
     with open_cache(cache_dir, sources=source) as cache:
         announce_first_sync(cache, quiet=as_json)
         if dry_run:
-            from ..cifplan import plan_cif
-
-            _print_plan(plan_cif(cache, obs_date, analysis_date, category=category,
-                                 historical=historical), as_json)
+            _print_plan(cache.plan_cif(obs_date, analysis_date, category=category,
+                                       historical=historical), as_json)
             return
         result = cache.cif(obs_date, analysis_date, output, fullpath=fullpath,
                            historical=historical, category=category, pin=pin)

@@ -156,8 +156,14 @@ def download_summary(cache: Any, items: int | None = None, *, quiet: bool = Fals
     say(tally.summary(cached))
 
 
+def _plain(value: Any) -> Any:
+    """JSON for the library's typed results (their `as_dict()`), else their text."""
+    as_dict = getattr(value, "as_dict", None)
+    return as_dict() if callable(as_dict) else str(value)
+
+
 def print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+    typer.echo(json.dumps(data, indent=2, sort_keys=True, default=_plain))
 
 
 def stdout_is_terminal() -> bool:

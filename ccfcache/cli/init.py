@@ -27,18 +27,18 @@ def init(
 ) -> None:
     """Create a cache folder (or make an existing one shared) and record its options."""
     from ..config import resolve_cache_dir
-    from ..shared import init_cache
+    from ..init import init_cache
 
-    try:
+    try:  # not through Cache: its settings would read a config.json init is about to write
         summary = init_cache(resolve_cache_dir(cache_dir), shared=shared, group=group,
                              site_dir=site_dir)
     except CcfCacheError as exc:
         fail(str(exc).splitlines()[0])
     if as_json:
-        print_json(summary)
+        print_json(summary.as_dict())
         return
-    kind = "shared cache" if summary["shared"] else "cache"
-    group_note = f" (group {summary['group']})" if summary["group"] else ""
-    typer.echo(f"initialised {kind} {summary['cache_dir']}{group_note}")
-    if summary["site_dir"]:
-        typer.echo(f"site cache read first: {summary['site_dir']}")
+    kind = "shared cache" if summary.shared else "cache"
+    group_note = f" (group {summary.group})" if summary.group else ""
+    typer.echo(f"initialised {kind} {summary.cache_dir}{group_note}")
+    if summary.site_dir:
+        typer.echo(f"site cache read first: {summary.site_dir}")

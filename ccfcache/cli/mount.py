@@ -36,7 +36,7 @@ def mount(
     Reads inside a file's primary header are served without a download. Runs until
     `ccfcache umount DIR`, SIGTERM or SIGINT."""
     from ..dates import normalise_date
-    from ..mount import check_mount_point, fuse_problem, run_foreground, start_background
+    from ..mount import check_mount_point, fuse_problem, start_background
 
     problem = fuse_problem()
     if problem:
@@ -62,8 +62,9 @@ def mount(
         return
     with open_cache(cache_dir, progress=False) as cache:
         cache.ensure_synced()
-        run_foreground(cache, target, analysis_date=when, deadline=deadline,
-                       allow_other=allow_other)
+        from ..mountfs import serve  # until `ccfcache umount DIR`, SIGTERM or SIGINT
+
+        serve(cache, target, analysis_date=when, deadline=deadline, allow_other=allow_other)
 
 
 def umount(

@@ -1,5 +1,6 @@
-"""One cache for many users: `init --shared` (group-writable, setgid folders), the umask every
-writer uses in a shared cache, and opening a cache the user cannot write read-only.
+"""Who may write a cache and how: the folders writers need, the umask every writer of a
+shared cache uses, opening the index read-only for a user who cannot write, and making an
+existing tree shared.
 
 Permissions in a shared cache (see docs/admin.md):
     folders                  2775  (group-writable, setgid: new files take the folder's group)
@@ -15,16 +16,11 @@ import os
 import stat
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from .config import read_config_file, write_config_file
+from .config import Settings
 from .errors import CacheError
+from .index import Index
 from .layout import Layout, check_format, write_format_file
-
-if TYPE_CHECKING:
-    from .cache import Cache
-    from .config import Settings
-    from .index import Index
 
 SHARED_UMASK = 0o002
 DIR_MODE = 0o2775
@@ -48,6 +44,21 @@ def prepare_for_writing(layout: Layout, settings: Settings) -> None:
     write_format_file(layout)
 
 
+def make_folders(layout: Layout, settings: Settings) -> None:
+    """Create the cache's folders (a clear error when it cannot) and prepare for writing."""
+    for folder in layout.folders():
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CacheError(
+                f"cannot create the cache folder {folder}: {exc.strerror}; "
+                "use --cache-dir or $CCFCACHE_DIR to choose a writable place"
+            ) from exc
+    if not os.access(layout.root, os.W_OK):
+        raise CacheError(f"the cache folder {layout.root} is not writable")
+    prepare_for_writing(layout, settings)  # umask, CCFCACHE_FORMAT
+
+
 def _writable(path: Path) -> bool:
     return not path.exists() or os.access(path, os.W_OK)
 
@@ -66,7 +77,8 @@ def can_write(layout: Layout) -> bool:
     return all(_writable(p) for p in (layout.db, layout.blobs, layout.tmp, layout.locks))
 
 
-def _group_writable(path: Path) -> None:
+def group_writable(path: Path) -> None:
+    """Add group write to a file this user owns (best effort)."""
     try:
         st = path.stat()
         if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) & 0o060 != 0o060:
@@ -89,17 +101,14 @@ def readonly_fetch_error(root: Path, name: str) -> CacheError:
     )
 
 
-def open_index(cache: Cache) -> Index:
-    """The index of a cache: read-write when the user can write the folder, else read-only
-    with a note on stderr (once per folder and process)."""
-    from .index import Index
-
-    layout = cache.layout
+def open_index(layout: Layout, settings: Settings) -> Index:
+    """The index of a cache: read-write when the user can write the folder (creating the
+    folders), else read-only with a note on stderr (once per folder and process)."""
     if can_write(layout):
-        cache._ensure_folders()
+        make_folders(layout, settings)
         index = Index(layout.db)
-        if cache.settings.shared:
-            _group_writable(layout.db)  # SQLite creates it 0644 (e.g. after `doctor`)
+        if settings.shared:
+            group_writable(layout.db)  # SQLite creates it 0644 (e.g. after `doctor`)
         return index
     check_format(layout)
     if layout.root not in _noted:
@@ -113,8 +122,8 @@ def open_index(cache: Cache) -> Index:
     return Index(layout.db, readonly=True)
 
 
-# -- init -------------------------------------------------------------------------------------
-def _gid(group: str) -> int:
+def gid_of(group: str) -> int:
+    """The id of a group given by name or number."""
     try:
         return int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
     except KeyError:
@@ -150,40 +159,3 @@ def fix_permissions(layout: Layout, *, gid: int | None = None) -> int:
         raise CacheError(f"cannot set permissions in {layout.root}: {exc.strerror or exc}"
                          ) from exc
     return changed
-
-
-def init_cache(root: Path, *, shared: bool = False, group: str | None = None,
-               site_dir: Path | None = None) -> dict:
-    """Create (or convert) a cache folder; with `shared`, group-writable and setgid, recorded
-    in config.json so that every later writer uses umask 0o002. Returns a summary."""
-    from .cache import Cache
-
-    if group and not shared:
-        raise CacheError("--group only makes sense with --shared")
-    gid = _gid(group) if group else None
-    layout = Layout(root)
-    if shared:
-        use_shared_umask()
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        if gid is not None:
-            os.chown(root, -1, gid)
-        if shared:
-            os.chmod(root, DIR_MODE)
-    except OSError as exc:
-        raise CacheError(f"cannot create the cache folder {root}: {exc.strerror or exc}"
-                         ) from exc
-    config = read_config_file(root)
-    if shared:
-        config["shared"] = True
-        if group:
-            config["group"] = group
-    if site_dir is not None:
-        config["site_dir"] = str(Path(site_dir).expanduser().absolute())
-    write_config_file(root, config)
-    with Cache(root) as cache:
-        cache.index  # noqa: B018 - creates the folders, CCFCACHE_FORMAT and the index
-    changed = fix_permissions(layout, gid=gid) if shared else 0
-    return {"cache_dir": str(root), "shared": bool(config.get("shared")),
-            "group": config.get("group"), "site_dir": config.get("site_dir"),
-            "changed": changed}
