@@ -107,8 +107,11 @@ def main() -> int:
             rows.append((f"read a CIF's {len(names)} files, stored, best of {opts.repeat}",
                          warm_mount, warm_mirror, ""))
         finally:
-            subprocess.run([bc.CCFCACHE, "umount", str(point)], check=False)
-            proc.wait(30)
+            subprocess.run([bc.CCFCACHE, "umount", "--lazy", str(point)], check=False)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
     meta = bc.machine()
     print(f"\nscale {opts.scale:g}: {len(archive.files('full'))} constituents, "
           f"{bc.human_bytes(archive.bytes('full'))}; {meta['cpu']}, {meta['nproc']} cores, "
