@@ -118,7 +118,7 @@ def main() -> int:
           f"{meta['date']}")
     print(f"rsync mirror pull: {pull_s:.1f} s, {bc.human_bytes(pulled)}; ccfcache sync: "
           f"{sync_s:.1f} s, headers kept {bc.human_bytes(headers)}")
-    print("| what | mount | rsync mirror | note |\n|---|---|---|---|")
+    print("| what | mount | rsync mirror (best of N, page cache warm) | note |\n|---|---|---|---|")
     for what, ours, anchor, note in rows:
         print(f"| {what} | {bc.fmt(ours, 's')} | {bc.fmt(anchor, 's')} | {note} |")
     if args.json:
