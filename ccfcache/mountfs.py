@@ -263,7 +263,7 @@ class CcfFS(fuse.Operations):
         paths, failures = self.fetcher.fetch_many([version])
         if version_id in failures:
             raise FetchError(failures[version_id])
-        log.info("%s: stored (%d bytes, %.1f s)", version["name"], int(version["size"]),
+        log.info("%s: stored (%d bytes, %.1f s)", version.name, int(version.size),
                  time.monotonic() - started)
         return paths[version_id]
 
