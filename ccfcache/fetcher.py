@@ -20,6 +20,7 @@ from .errors import CcfCacheError, FetchError, OfflineError
 from .index import MIF_DIGEST_PREFIX, Index
 from .locks import content_key, content_lock
 from .progress import NullProgress, Progress
+from .routes import BOOK, rank_routes
 from .rows import Version
 from .sources import Source
 from .store import BlobInfo, BlobStore, StreamHasher
@@ -181,13 +182,24 @@ class Fetcher:
             )
         partial = self.store.partial(content_key(version))
         size = int(version.size)
+        etags = {url: etag for url, etag, _ in usable}
+        hrefs = {url: href for url, _, href in usable}
+        routes = rank_routes(list(etags), BOOK.snapshot(), time.time(), name)
+        kept = partial.meta() if partial.size() else None
+        if kept is not None and kept.source in routes:  # resume where a cut download was
+            routes.remove(kept.source)
+            routes.insert(0, kept.source)
         errors = []
-        for url, etag, href in usable:
+        for number, url in enumerate(routes):
             transport = self.sources[url]
+            policy = transport.policy
+            if number < len(routes) - 1:  # another route waits: do not insist on this one
+                policy = replace(policy, retries=min(policy.retries, 1))
+            started = time.monotonic()
             try:
                 hasher = StreamHasher()
-                download(transport, name, partial, size, Validators(etag=etag, size=size),
-                         hasher, policy=transport.policy, remote=href)
+                download(transport, name, partial, size, Validators(etag=etags[url], size=size),
+                         hasher, policy=policy, remote=hrefs[url])
                 if not is_from_mif(version) and not _header_matches(partial.path, version):
                     partial.discard()
                     raise FetchError(
@@ -199,8 +211,10 @@ class Fetcher:
                     expected_md5=version.md5 if is_from_mif(version) else None,
                     replace=replace)
             except CcfCacheError as exc:
+                BOOK.failure(url, time.time())
                 errors.append(str(exc))
                 continue
+            BOOK.success(url, size, time.monotonic() - started)
             self._record(version, info)
             return self.store.path(info.xxh3)
         raise FetchError(errors[-1] if len(errors) == 1 else "; ".join(errors))

@@ -106,7 +106,7 @@ def mounted_at(path: Path, mountinfo: str | None = None) -> str | None:
             mountinfo = Path("/proc/self/mountinfo").read_text(encoding="utf-8")
         except OSError:
             return None
-    target = os.path.abspath(path)
+    target = os.path.realpath(path)
     found = None
     for line in mountinfo.splitlines():
         fields = line.split(" ")
@@ -121,7 +121,7 @@ def mounted_at(path: Path, mountinfo: str | None = None) -> str | None:
 def check_mount_point(path: Path) -> Path:
     """The absolute mount point, created if missing; a one-line UsageError when it is
     already mounted, dead (a killed mount), not a folder, or not empty."""
-    target = Path(os.path.abspath(path))
+    target = Path(os.path.realpath(path))
     kind = mounted_at(target)
     if kind is not None:
         try:
@@ -169,7 +169,7 @@ def fuse_problem() -> str | None:
 
 def unmount(path: Path, *, lazy: bool = False) -> None:
     """Unmount a ccfcache mount (fusermount3 -u, with -z when lazy)."""
-    target = Path(os.path.abspath(path))
+    target = Path(os.path.realpath(path))
     if mounted_at(target) is None:
         raise UsageError(f"{target} is not mounted")
     tool = shutil.which("fusermount3")

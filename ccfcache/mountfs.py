@@ -263,12 +263,35 @@ class CcfFS(fuse.Operations):
         paths, failures = self.fetcher.fetch_many([version])
         if version_id in failures:
             raise FetchError(failures[version_id])
-        log.info("%s: stored (%d bytes, %.1f s)", version["name"], int(version["size"]),
+        log.info("%s: stored (%d bytes, %.1f s)", version.name, int(version.size),
                  time.monotonic() - started)
         return paths[version_id]
 
     def destroy(self, path: str) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _exit_when_unmounted(fs: CcfFS, target: Path) -> None:
+    """End the process once the mount has left this mount namespace (`ccfcache umount`).
+
+    libfuse's loop ends only when the kernel drops the connection, which waits for every
+    copy of the mount: a process that entered a new mount namespace (unshare -m) while the
+    mount was up holds one, and would keep this process serving it after the user unmounted.
+    """
+    deadline = time.monotonic() + 120
+    while mounted_at(target) is None:  # not up yet
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.1)
+    while mounted_at(target) is not None:
+        time.sleep(0.5)
+    log.info("unmounted %s", target)
+    fs.destroy("/")
+    try:
+        fs.cache.close()
+    finally:
+        logging.shutdown()
+        os._exit(0)
 
 
 def serve(cache: Any, target: Path, *, analysis_date: str | None, deadline: float,
@@ -283,6 +306,9 @@ def serve(cache: Any, target: Path, *, analysis_date: str | None, deadline: floa
                                "default_permissions": True, "max_idle_threads": 64}
     if allow_other:
         options["allow_other"] = True
+    watcher = threading.Thread(target=_exit_when_unmounted, args=(fs, target),
+                               name="ccfcache-unmount-watch", daemon=True)
+    watcher.start()
     try:
         fuse.FUSE(fs, str(target), raw_fi=True, foreground=True, **options)
     except RuntimeError as exc:  # libfuse's status: 8 is its loop ending on a signal

@@ -28,6 +28,7 @@ from .layout import Layout, is_digest
 from .transport import Validators
 
 CHUNK = 1 << 20
+HEADERS_MIN_FREE = 64 << 20  # headers are an accelerator: never kept once free space is lower
 
 
 @dataclass(frozen=True)
@@ -146,11 +147,19 @@ class BlobStore:
     def put_header(self, data: bytes) -> str:
         """Keep the primary-header bytes of a content under their xxh3-128 (what the index
         calls `header_digest`), atomically: a complete temporary file linked to its name.
-        Return the digest. Not fsynced: a lost header is read again over HTTP Range."""
+        Return the digest. Not fsynced: a lost header is read again over HTTP Range. Nothing
+        is kept while the cache's file system has less than HEADERS_MIN_FREE free."""
         digest = xxhash.xxh3_128_hexdigest(data)
         final = self.layout.header_path(digest)
         if final.exists():
             return digest
+        try:
+            free = os.statvfs(self.layout.root)
+        except OSError:
+            free = None
+        if free is not None and free.f_bavail * free.f_frsize < HEADERS_MIN_FREE:
+            raise CacheError(f"{self.layout.root} has less than {HEADERS_MIN_FREE >> 20} MB "
+                             "free: primary headers are not kept (the index needs the room)")
         tmp = self.layout.tmp / f"header.{digest}.{os.urandom(6).hex()}.part"
         try:
             final.parent.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ from .index import HEADER_COLUMNS, Index
 from .listing import Listing, ListingEntry
 from .progress import NullProgress, Progress
 from .reconcile import SyncPlan, check_withdrawal_safety, plan_sync
+from .routes import BOOK, RouteBook, group_routes, rank_routes
 from .rows import KnownListing, ListingWrite
 from .sources import Head, Source
 from .transport import ListingValidators, NotModified
@@ -147,58 +148,79 @@ def read_heads(
     cap: int | None = None,
     keep_header: Callable[[bytes], object] | None = None,
     on_batch: Callable[[list[tuple[str, ListingEntry, Head, dict]]], object] | None = None,
+    book: RouteBook | None = None,
 ) -> tuple[list[tuple[str, ListingEntry, Head, dict]], list[str]]:
     """Read and parse the headers of `to_read` concurrently (parsing in the workers overlaps
     with other reads in flight); return (source, entry, head, version fields) and failures.
     `workers` reads start in flight, growing up to `cap` while latency allows (`InFlight`).
+    A name that mirrors on other hosts list alike is read once, from the route ranked first
+    (`routes.py`), falling back to the next on an error; its other listings share the header.
     `keep_header` receives each readable primary header's bytes (the store keeps them for
     the mount's header reads); failing to keep one does not fail the sync. `on_batch`
     receives the headers read so far every BATCH_HEADERS reads or BATCH_SECONDS (and the
     rest at the end), so that an interrupted sync keeps what it has read."""
+    book = book or BOOK
 
-    def read(src: str, entry: ListingEntry) -> tuple[Head, dict, float]:
-        start = time.perf_counter()
-        head = sources[src].read_head(entry.href)  # the name as the server spells it
-        latency = time.perf_counter() - start
-        fields = _version_fields(entry.name, head)
-        if keep_header is not None and fields["header_error"] is None:
+    def read(group: list[tuple[str, ListingEntry]]
+             ) -> tuple[list[tuple[str, ListingEntry, Head, dict]], float]:
+        entries = dict(group)
+        name = group[0][1].name
+        failure: CcfCacheError | None = None
+        for src in rank_routes(list(entries), book.snapshot(), time.time(), name):
+            start = time.perf_counter()
             try:
-                keep_header(head.data[: fields["header_size"]])
-            except CcfCacheError:
-                pass  # the mount reads such a header again with one Range request
-        # the header bytes are not kept once parsed (100,000 of them held ~300 MB until apply)
-        return replace(head, data=b""), fields, latency
+                head = sources[src].read_head(entries[src].href)  # as the server spells it
+            except CcfCacheError as exc:
+                book.failure(src, time.time())
+                failure = exc
+                continue
+            latency = time.perf_counter() - start
+            book.success(src)
+            fields = _version_fields(name, head)
+            if keep_header is not None and fields["header_error"] is None:
+                try:
+                    keep_header(head.data[: fields["header_size"]])
+                except CcfCacheError:
+                    pass  # the mount reads such a header again with one Range request
+            # the header bytes are not kept once parsed (100,000 held ~300 MB until apply)
+            head = replace(head, data=b"")
+            shared = replace(head, etag=None, last_modified=None)  # validators are per route
+            return [(src, entries[src], head, fields)] + [
+                (other, entry, shared, fields) for other, entry in group if other != src
+            ], latency
+        assert failure is not None
+        raise failure
 
     done: list[tuple[str, ListingEntry, Head, dict]] = []
     pending: list[tuple[str, ListingEntry, Head, dict]] = []
     flushed = time.monotonic()
     failures: list[str] = []
     control = InFlight(workers, max(workers, cap or workers))
-    todo = iter(to_read)
+    todo = iter(group_routes(to_read))
     progress.start("reading headers", len(to_read))
     with ThreadPoolExecutor(max_workers=control.cap) as pool:
-        running: dict[Future, tuple[str, ListingEntry]] = {}
+        running: dict[Future, list[tuple[str, ListingEntry]]] = {}
         while True:
             while len(running) < control.limit:
                 item = next(todo, None)
                 if item is None:
                     break
-                running[pool.submit(read, *item)] = item
+                running[pool.submit(read, item)] = item
             if not running:
                 break
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
-                src, entry = running.pop(future)
+                group = running.pop(future)
                 try:
-                    head, fields, latency = future.result()
+                    results, latency = future.result()
                 except CcfCacheError as exc:
                     failures.append(str(exc))
                     control.record(None)
                 else:
-                    done.append((src, entry, head, fields))
-                    pending.append((src, entry, head, fields))
+                    done.extend(results)
+                    pending.extend(results)
                     control.record(latency)
-                progress.advance()
+                progress.advance(len(group))
             if on_batch is not None and pending and (
                     len(pending) >= BATCH_HEADERS
                     or time.monotonic() - flushed >= BATCH_SECONDS):

@@ -47,3 +47,13 @@ def synced(cache, server: ArchiveServer):
     cache.sync()
     server.reset_counts()
     return cache
+
+
+@pytest.fixture(autouse=True)
+def fresh_routes() -> Iterator[None]:
+    """Each test starts with no route history (routes.BOOK is per process; ports recur)."""
+    from ccfcache.routes import BOOK
+
+    BOOK.clear()
+    yield
+    BOOK.clear()

@@ -207,3 +207,17 @@ def test_a_warm_rebuild_that_changes_nothing_writes_nothing_to_the_index(synced,
         assert listed[0]["analysis_date"].startswith(ANAL[:10]) and listed[0]["pinned"] == 1
     finally:
         watcher.close()
+
+
+def test_a_warm_build_opens_no_source(synced, tmp_path):
+    """Every selected file is stored: the build neither connects nor imports httpx."""
+    import subprocess
+    import sys
+
+    synced.cif(OBS, ANAL, tmp_path / "first.cif")
+    code = ("import sys; from ccfcache import Cache; "
+            f"c = Cache({str(synced.root)!r}); "
+            f"c.cif({OBS!r}, {ANAL!r}, {str(tmp_path / 'b.cif')!r}); "
+            "print('httpx' in sys.modules, c._sources is None)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"], out.stdout + out.stderr

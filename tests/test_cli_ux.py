@@ -428,3 +428,22 @@ def test_interrupted_sync_keeps_the_headers_it_read(tmp_path, source_urls, serve
     assert done.returncode == 0, done.stderr
     assert versions() >= total
     assert json.loads(done.stdout)["read"] == total - kept  # only the headers not yet read
+
+
+def test_verify_rehashes_by_default_quick_does_not_and_problems_are_named(cli_cache):
+    fetched = json.loads(run("fetch", "--cache-dir", str(cli_cache), XRT3, "--json").stdout)
+    blob = Path(fetched[XRT3]).resolve()
+    data = bytearray(blob.read_bytes())
+    data[-1] ^= 0xFF  # same size, other bytes: only a re-hash sees it
+    blob.chmod(0o644)
+    blob.write_bytes(bytes(data))
+    quick = run("verify", "--cache-dir", str(cli_cache), "--quick")
+    assert quick.exit_code == 0, quick.output
+    full = run("verify", "--cache-dir", str(cli_cache))
+    assert full.exit_code == 1
+    assert f"corrupt: {XRT3} (content {blob.name})" in full.stdout
+    problems = json.loads(run("verify", "--cache-dir", str(cli_cache), "--json").stdout)
+    assert problems["problems"][0]["names"] == [XRT3]
+    blob.unlink()
+    missing = run("verify", "--cache-dir", str(cli_cache), "--quick")
+    assert missing.exit_code == 1 and f"missing: {XRT3} (content {blob.name})" in missing.stdout

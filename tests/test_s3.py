@@ -164,8 +164,9 @@ def test_s3_listing_error_is_one_line(s3_server, tmp_path) -> None:
                            s3_server.base_url, "--cache-dir", str(tmp_path / "c")],
                           capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 1
-    assert done.stderr.count("\n") == 1 and "HTTP 403" in done.stderr
-    assert "ccfcache[s3]" in done.stderr  # the hint for a private bucket
+    errors = [line for line in done.stderr.splitlines() if line.startswith("ccfcache: error:")]
+    assert len(errors) == 1 and "HTTP 403" in errors[0] and "Traceback" not in done.stderr
+    assert "ccfcache[s3]" in errors[0]  # the hint for a private bucket
 
 
 # --- presets ----------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -9,6 +10,8 @@ import typer
 
 from ..errors import CcfCacheError
 from .common import CacheDir, JsonFlag, human, open_cache, print_json, usage_error
+
+_HASH = re.compile(r"[0-9a-f]{32}")  # an xxh3 in a problem: named by constituent
 
 
 def prune(
@@ -102,11 +105,19 @@ def verify(
             report = cache.verify_cif(cif)
         else:
             report = cache.verify(full=full, sample=sample, repair=repair)
+        # problems are named by constituent, not by hash alone
+        hashes = [p.what for p in report.problems if _HASH.fullmatch(p.what)]
+        names = cache.index.names_of_contents(hashes) if hashes else {}
     if as_json:
-        print_json(report.as_dict())
+        data = report.as_dict()
+        for problem in data["problems"]:
+            problem["names"] = names.get(problem["what"], [])
+        print_json(data)
     else:
         for problem in report.problems:
-            typer.echo(str(problem))
+            named = ", ".join(names.get(problem.what, []))
+            typer.echo(f"{problem.kind}: {named} (content {problem.what}): {problem.detail}"
+                       f"{' (repaired)' if problem.repaired else ''}" if named else str(problem))
         what = f"{report.blobs} rows" if cif is not None else (
             f"{report.blobs} contents, {report.links} view links")
         hashed = f", hashed {report.hashed} ({human(report.hashed_bytes)})" if report.hashed \

@@ -32,7 +32,8 @@ CacheDir = Annotated[
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 SourceOpt = Annotated[
     list[str] | None,
-    typer.Option("--source", help="Source URL or folder (repeatable; remembered by the cache)."),
+    typer.Option("--source", help="Source URL, folder or preset (esa, esa-valid, heasarc, "
+                 "heasarc-caldb, heasarc-s3; repeatable; remembered by the cache)."),
 ]
 
 

@@ -973,12 +973,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, required=True, help="folder holding full/, valid/")
     parser.add_argument("--port", type=int, default=0, help="port (default: a free one)")
     parser.add_argument("--listing-style", choices=LISTING_STYLES, default="table")
+    parser.add_argument("--s3-bucket", default=None,
+                        help="also serve --root as this S3 bucket (path-style; printed third)")
     args = parser.parse_args(argv)
     server = ArchiveServer(esa_mounts(args.root), port=args.port,
                            listing_style=args.listing_style)
     with server:
         for prefix in ESA_MOUNTS.values():
             print(server.url(prefix), flush=True)
+        if args.s3_bucket:
+            print(server.add_s3_bucket(args.s3_bucket, args.root), flush=True)
         try:
             while True:
                 time.sleep(3600)
