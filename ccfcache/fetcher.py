@@ -141,9 +141,9 @@ class Fetcher:
             return
         self.index.touch_versions(stale, now)
 
-    def fetch_one(self, version: Version, *, replace: bool = False) -> Path:
+    def fetch_one(self, version: Version, *, repair: bool = False) -> Path:
         """Fetch one version, waiting for another process that is already fetching it. With
-        `replace` (a repair), the stored blob is not trusted: a fresh download, verified
+        `repair`, the stored blob is not trusted: a fresh download, verified
         against the known hash, replaces it atomically (the damaged file stays until then)."""
         if version.header_error:
             raise FetchError(f"{version.name}: {version.header_error}")
@@ -153,7 +153,7 @@ class Fetcher:
         said = waiting_since
         while True:
             current = self.index.version(version.id)
-            path = None if replace else self.local_path(current)
+            path = None if repair else self.local_path(current)
             if path is not None:
                 return path
             if lock.try_acquire():
@@ -165,14 +165,14 @@ class Fetcher:
             delay = min(delay * 1.5, LOCK_POLL_S[1])
         try:
             current = self.index.version(version.id)
-            path = None if replace else self.local_path(current)
+            path = None if repair else self.local_path(current)
             if path is not None:
                 return path
-            return self._download(current, replace=replace)
+            return self._download(current, repair=repair)
         finally:
             lock.release()
 
-    def _download(self, version: Version, *, replace: bool = False) -> Path:
+    def _download(self, version: Version, *, repair: bool = False) -> Path:
         name = version.name
         rows = self.index.download_routes(version.id)
         usable = [(r.source, r.etag, r.href or name) for r in rows if r.source in self.sources]
@@ -209,7 +209,7 @@ class Fetcher:
                 info = self.store.publish(
                     partial.path, size, version.xxh3, streamed=hasher,
                     expected_md5=version.md5 if is_from_mif(version) else None,
-                    replace=replace)
+                    replace=repair)
             except CcfCacheError as exc:
                 BOOK.failure(url, time.time())
                 errors.append(str(exc))

@@ -220,7 +220,7 @@ def _repair(index: Index, layout: Layout, make_fetcher: Callable[[], Fetcher],
         path = layout.blob_path(xxh3)
         fetcher = fetcher or make_fetcher()
         try:
-            got = fetcher.fetch_one(served[0], replace=problem.kind != "missing")
+            got = fetcher.fetch_one(served[0], repair=problem.kind != "missing")
             digest, _ = hash_xxh3(got)
         except CcfCacheError as exc:
             problem.detail += f"; repair failed, the blob is kept: {exc}"
