@@ -320,6 +320,31 @@ def _write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
+def cif_bytes(
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    obs_date: str,
+    analysis_date: str,
+    category: str = "XMMCCF",
+    parameters: Mapping[str, str],
+    creator: str | None = None,
+    fullpath_dir: str | None = None,
+    now: datetime | None = None,
+) -> bytes:
+    """The bytes of a CIF listing `rows` (in the given order); see `write_cif`."""
+    rows = list(rows)
+    values = _column_values(rows, fullpath_dir)
+    header_values = {
+        "CATEGORY": category,
+        "OBSVDATE": normalise_date(obs_date),
+        "ANALDATE": normalise_date(analysis_date),
+    }
+    # the bytes astropy's HDUList.writeto would write (tests compare), without building HDUs:
+    # a warm CIF build spent most of its time there
+    return (_primary_header(parameters, creator or default_creator(), now)
+            + _table_header(len(rows), header_values) + _table_data(values, len(rows)))
+
+
 def write_cif(
     path: str | os.PathLike[str],
     rows: Iterable[Mapping[str, Any]],
@@ -341,17 +366,8 @@ def write_cif(
     Raises SelectionError for a value that does not fit its column, InvalidDate for bad dates.
     """
     target = Path(path)
-    rows = list(rows)
-    values = _column_values(rows, fullpath_dir)
-    header_values = {
-        "CATEGORY": category,
-        "OBSVDATE": normalise_date(obs_date),
-        "ANALDATE": normalise_date(analysis_date),
-    }
-    # the bytes astropy's HDUList.writeto would write (tests compare), without building HDUs:
-    # a warm CIF build spent most of its time there
-    data = (_primary_header(parameters, creator or default_creator(), now)
-            + _table_header(len(rows), header_values) + _table_data(values, len(rows)))
+    data = cif_bytes(rows, obs_date=obs_date, analysis_date=analysis_date, category=category,
+                     parameters=parameters, creator=creator, fullpath_dir=fullpath_dir, now=now)
     try:
         _write_atomically(target, data)
     except OSError as error:
