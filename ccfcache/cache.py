@@ -472,14 +472,17 @@ class Cache:
 
     # -- upkeep -----------------------------------------------------------------------------
     def init(self, *, shared: bool = False, group: str | None = None,
-             site_dir: str | os.PathLike[str] | None = None) -> InitSummary:
+             site_dir: str | os.PathLike[str] | None = None,
+             sqlite_vfs: str | None = None) -> InitSummary:
         """Create this cache folder (or make it a shared one, group-writable; `group` owns
-        it) and record its options; `site_dir`: a read-only site cache read first."""
+        it) and record its options; `site_dir`: a read-only site cache read first;
+        `sqlite_vfs`: the SQLite VFS every process must use (unix-dotfile on `nolock`)."""
         from .config import load_settings
         from .init import init_cache
 
         self.close()
-        summary = init_cache(self.root, shared=shared, group=group, site_dir=site_dir)
+        summary = init_cache(self.root, shared=shared, group=group, site_dir=site_dir,
+                             sqlite_vfs=sqlite_vfs)
         fresh = load_settings(self.root, workers=self.settings.workers)
         self.settings.shared, self.settings.group = fresh.shared, fresh.group
         self.settings.site_dir = fresh.site_dir

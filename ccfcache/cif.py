@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import glob
 import os
-import secrets
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -308,16 +307,10 @@ def _write_atomically(path: Path, data: bytes) -> None:
     readers and a kill -9 see the old CIF or the new one, never a part. Not fsynced: a CIF is
     derived from the index and rebuilt in milliseconds (the two fsyncs were most of a warm
     build's time); the blobs it names are fsynced before they are published."""
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    from .atomic import write_atomic
+
     _remove_stale_temporaries(path)
-    try:
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(descriptor, "wb") as stream:
-            stream.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    write_atomic(path, data)
 
 
 def cif_bytes(

@@ -34,6 +34,7 @@ from typing import Any
 import mfusepy as fuse
 import xxhash
 
+from .config import env
 from .errors import CacheError, CcfCacheError, FetchError
 from .mount import BLKSIZE, Entry, mounted_at, pick_entries, plan_read
 
@@ -299,7 +300,7 @@ def serve(cache: Any, target: Path, *, analysis_date: str | None, deadline: floa
     """Mount and serve until unmounted, SIGTERM or SIGINT (libfuse handles the signals)."""
     logging.basicConfig(level=logging.WARNING, format="ccfcache mount: %(message)s")
     # CCFCACHE_MOUNT_DEBUG=1 logs every read with where it was served from
-    log.setLevel(logging.DEBUG if os.environ.get("CCFCACHE_MOUNT_DEBUG") else logging.INFO)
+    log.setLevel(logging.DEBUG if env("CCFCACHE_MOUNT_DEBUG") else logging.INFO)
     fs = CcfFS(cache, analysis_date=analysis_date, deadline=deadline)
     log.info("%d files at %s (cache %s)", len(fs.refresh()), target, cache.layout.root)
     options: dict[str, Any] = {"ro": True, "fsname": "ccfcache", "subtype": "ccfcache",

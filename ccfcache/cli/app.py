@@ -9,7 +9,6 @@ arguments (as `cifbuild` does).
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from typing import Annotated
@@ -61,7 +60,9 @@ def main(
             logger.setLevel(logging.INFO)
             logger.addHandler(handler)
     if offline:
-        os.environ["CCFCACHE_OFFLINE"] = "1"
+        from ..config import set_offline
+
+        set_offline()
 
 
 # -- registrations: one line per command --------------------------------------------------------

@@ -84,7 +84,7 @@ class _Interrupt:
 
     def _handle(self, signum: int, frame: object) -> None:
         from ..locks import release_all_held
-        from ..progress import human_bytes
+        from ..units import human_bytes
 
         message = "interrupted"
         tally = getattr(self.progress, "tally", None)
@@ -181,7 +181,7 @@ def print_table(columns: list[str], rows: list[list[Any]], title: str | None = N
 
 def human(size: int | None) -> str:
     """A size for people (1.2 MB); '?' when unknown."""
-    from ..progress import human_bytes
+    from ..units import human_bytes
 
     return "?" if size is None else human_bytes(size)
 
