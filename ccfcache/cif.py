@@ -229,7 +229,7 @@ def _padded(data: bytes, fill: bytes = b"\0") -> bytes:
 
 
 @functools.lru_cache(maxsize=256)
-def _card_image(card: tuple) -> str:
+def _card_image(card: tuple[Any, ...]) -> str:
     """One card (keyword, value[, comment]) as astropy formats it, CONTINUE cards included.
     Cached: most cards are the same in every CIF, and formatting one costs ~50 us."""
     from astropy.io import fits
@@ -237,7 +237,7 @@ def _card_image(card: tuple) -> str:
     return str(fits.Card(*card).image)
 
 
-def _header_bytes(cards: list[tuple]) -> bytes:
+def _header_bytes(cards: list[tuple[Any, ...]]) -> bytes:
     """One FITS header: the cards, END, padded with blanks to whole blocks."""
     text = "".join(_card_image(card) for card in cards) + "END".ljust(80)
     return _padded(text.encode("ascii"), b" ")
@@ -250,7 +250,8 @@ def _table_header(count: int, header_values: dict[str, str]) -> bytes:
     row_bytes = np.dtype(_RECORD_DTYPE).itemsize
     structure = {"XTENSION": "BINTABLE", "BITPIX": 8, "NAXIS": 2, "NAXIS1": row_bytes,
                  "NAXIS2": count, "PCOUNT": 0, "GCOUNT": 1, "TFIELDS": len(CIF_COLUMNS)}
-    cards: list[tuple] = [(key, value, _TABLE_COMMENTS[key]) for key, value in structure.items()]
+    cards: list[tuple[Any, ...]] = [(key, value, _TABLE_COMMENTS[key])
+                                    for key, value in structure.items()]
     for index, column in enumerate(CIF_COLUMNS, start=1):
         cards.append((f"TTYPE{index}", column.name, _TTYPE_COMMENTS[column.name]))
         cards.append((f"TFORM{index}", column.tform, _TFORM_COMMENTS[column.tform[-1]]))
@@ -276,7 +277,8 @@ def _table_data(values: dict[str, list[Any]], count: int) -> bytes:
 def _primary_header(parameters: Mapping[str, str], creator: str, now: datetime | None) -> bytes:
     moment = (now or datetime.now(UTC)).astimezone(UTC)
     structure = {"SIMPLE": True, "BITPIX": 8, "NAXIS": 0, "EXTEND": True}
-    cards: list[tuple] = [(key, value, _PRIMARY_COMMENTS[key]) for key, value in structure.items()]
+    cards: list[tuple[Any, ...]] = [(key, value, _PRIMARY_COMMENTS[key])
+                                    for key, value in structure.items()]
     cards += [
         ("XPROC0", xproc_string(parameters, creator)),
         ("CREATOR", creator, "name of code that generated this file"),

@@ -13,6 +13,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .errors import CacheError, UsageError
 from .presets import ESA_FULL, ESA_VALID
@@ -105,7 +106,7 @@ def resolve_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     return default_cache_dir()
 
 
-def read_config_file(cache_dir: Path) -> dict:
+def read_config_file(cache_dir: Path) -> dict[str, Any]:
     """The cache's config.json as a dict ({} when absent); a broken file is a CacheError."""
     path = cache_dir / CONFIG_NAME
     try:
@@ -123,7 +124,7 @@ def read_config_file(cache_dir: Path) -> dict:
     return data
 
 
-def write_config_file(cache_dir: Path, data: dict) -> None:
+def write_config_file(cache_dir: Path, data: dict[str, Any]) -> None:
     """Write config.json atomically (temporary file, then rename)."""
     from .atomic import write_atomic
 
@@ -134,7 +135,7 @@ def write_config_file(cache_dir: Path, data: dict) -> None:
         raise CacheError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
-def resolve_site_dir(config: dict, root: Path) -> Path | None:
+def resolve_site_dir(config: dict[str, Any], root: Path) -> Path | None:
     """The site cache under this one: $CCFCACHE_SITE_DIR, else `site_dir` in config.json;
     None when unset or when it is this very cache."""
     value = env("CCFCACHE_SITE_DIR") or config.get("site_dir")
@@ -144,7 +145,7 @@ def resolve_site_dir(config: dict, root: Path) -> Path | None:
     return None if site == root else site
 
 
-def _site_config(site: Path | None) -> dict:
+def _site_config(site: Path | None) -> dict[str, Any]:
     if site is None or not site.is_dir():
         return {}
     try:
@@ -171,7 +172,7 @@ _CONFIG_KEYS = {
 }
 
 
-def validate_config(config: dict, path: Path) -> None:
+def validate_config(config: dict[str, Any], path: Path) -> None:
     """A one-line CacheError naming the first key of config.json whose value is wrong.
     Keys this version does not know are left alone (a newer ccfcache may have written them)."""
     for key, (what, ok) in _CONFIG_KEYS.items():

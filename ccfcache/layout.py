@@ -17,6 +17,7 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 from .errors import CacheError
 
@@ -69,7 +70,7 @@ def is_digest(text: str) -> bool:
     return _HASH_RE.fullmatch(text) is not None
 
 
-def format_record() -> dict:
+def format_record() -> dict[str, Any]:
     """What CCFCACHE_FORMAT holds for this ccfcache."""
     from .version import __version__
 
@@ -91,7 +92,7 @@ def write_format_file(layout: Layout) -> None:
         raise CacheError(f"cannot write {layout.format_file}: {exc.strerror or exc}") from exc
 
 
-def read_format_file(layout: Layout) -> dict | None:
+def read_format_file(layout: Layout) -> dict[str, Any] | None:
     """The recorded format of a cache (None when the file is absent)."""
     try:
         text = layout.format_file.read_text(encoding="utf-8")

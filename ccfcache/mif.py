@@ -36,7 +36,7 @@ class MifWritten:
     """A MIF that was written: where, how many rows, and rows whose MD5 is not known yet."""
 
     path: Path
-    rows: list[dict]
+    rows: list[dict[str, Any]]
     analysis_date: str | None
     without_md5: list[str] = field(default_factory=list)
 

@@ -69,18 +69,18 @@ class CcfFS(fuse.Operations):
         self.started_ns = time.time_ns()
         self._lock = threading.Lock()
         self._entries: dict[str, Entry] = {}
-        self._stamp: tuple | None = None
+        self._stamp: tuple[Any, ...] | None = None
         self._checked = 0.0
         self._handles: dict[int, Handle] = {}
         self._next_fh = 1
-        self._pending: dict[int, Future] = {}  # version id -> its fetch
+        self._pending: dict[int, Future[Any]] = {}  # version id -> its fetch
         self._headers: dict[str, bytes] = {}
         self._pool = ThreadPoolExecutor(max_workers=max(4, cache.settings.workers),
                                         thread_name_prefix="ccfcache-fetch")
         self.refresh(force=True)
 
     # -- the file list ------------------------------------------------------------------------
-    def _index_stamp(self) -> tuple:
+    def _index_stamp(self) -> tuple[Any, ...]:
         try:
             st = os.stat(self.cache.layout.db)
             return (st.st_ino, st.st_size, st.st_mtime_ns)

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import CacheError, UsageError
 from .layout import Layout
@@ -81,7 +81,7 @@ class PrunePlan:
         """True when the store still exceeds max_size (pinned contents alone are too big)."""
         return self.max_size is not None and self.store_bytes_after > self.max_size
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "dry_run": self.dry_run,
             "files": self.files,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -119,6 +119,6 @@ def command_names() -> list[str]:
     """Every command name (used by the docs test)."""
     names = []
     for info in app.registered_commands:
-        callback: Callable = info.callback  # type: ignore[assignment]
+        callback: Callable[Any] = info.callback  # type: ignore[assignment]
         names.append(info.name or callback.__name__.replace("_", "-"))
     return names

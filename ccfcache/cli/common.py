@@ -106,7 +106,7 @@ class _Interrupt:
 
 @contextmanager
 def open_cache(cache_dir: Path | None, *, progress: bool = True, create: bool = True,
-               sources: list[str] | None = None, **kwargs: Any) -> Iterator:
+               sources: list[str] | None = None, **kwargs: Any) -> Iterator[Any]:
     """A Cache for one command; library errors become one-line CLI errors.
 
     `create=False` (commands that only read) refuses a folder that is not a cache instead of
