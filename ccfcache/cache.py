@@ -81,7 +81,7 @@ class Cache:
         self._index: Index | None = None
         self._sources: dict[str, Source] | None = None
         self._memo: dict[str, Path] = {}  # name -> blob path, valid for `_memo_stamp`
-        self._memo_stamp: tuple | None = None
+        self._memo_stamp: tuple[Any, ...] | None = None
 
     # -- plumbing ---------------------------------------------------------------------------
     @property
@@ -228,7 +228,7 @@ class Cache:
             )
         return rows[0]
 
-    def _index_stamp(self) -> tuple:
+    def _index_stamp(self) -> tuple[Any, ...]:
         """What changes whenever any process writes an index this cache reads."""
         stamp = []
         for layout in (self.layout, getattr(self.layout, "site", None)):
@@ -472,14 +472,17 @@ class Cache:
 
     # -- upkeep -----------------------------------------------------------------------------
     def init(self, *, shared: bool = False, group: str | None = None,
-             site_dir: str | os.PathLike[str] | None = None) -> InitSummary:
+             site_dir: str | os.PathLike[str] | None = None,
+             sqlite_vfs: str | None = None) -> InitSummary:
         """Create this cache folder (or make it a shared one, group-writable; `group` owns
-        it) and record its options; `site_dir`: a read-only site cache read first."""
+        it) and record its options; `site_dir`: a read-only site cache read first;
+        `sqlite_vfs`: the SQLite VFS every process must use (unix-dotfile on `nolock`)."""
         from .config import load_settings
         from .init import init_cache
 
         self.close()
-        summary = init_cache(self.root, shared=shared, group=group, site_dir=site_dir)
+        summary = init_cache(self.root, shared=shared, group=group, site_dir=site_dir,
+                             sqlite_vfs=sqlite_vfs)
         fresh = load_settings(self.root, workers=self.settings.workers)
         self.settings.shared, self.settings.group = fresh.shared, fresh.group
         self.settings.site_dir = fresh.site_dir
@@ -575,7 +578,7 @@ class Selected:
     _cache: Cache = field(repr=False, compare=False)
 
     @classmethod
-    def from_row(cls, cache: Cache, row: dict, obs: str, anal: str) -> Selected:
+    def from_row(cls, cache: Cache, row: dict[str, Any], obs: str, anal: str) -> Selected:
         return cls(row["name"], row["scope"], row["typeid"], int(row["issue"]), row["valdate"],
                    row.get("evaldate") or None, row["subdate"], int(row["size"]),
                    row.get("md5"), row.get("xxh3"), int(row["id"]), obs, anal, cache)
@@ -591,7 +594,7 @@ class Selected:
         return paths[self.content_id]
 
 
-class _LazySources(Mapping):
+class _LazySources(Mapping[str, Any]):
     """A cache's sources, opened on first use: a warm build finds every file stored and never
     imports httpx nor opens a connection (~0.2 CPU-s of a new process's start)."""
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import glob
 import os
-import secrets
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -254,7 +253,7 @@ def _padded(data: bytes, fill: bytes = b"\0") -> bytes:
 
 
 @functools.lru_cache(maxsize=256)
-def _card_image(card: tuple) -> str:
+def _card_image(card: tuple[Any, ...]) -> str:
     """One card (keyword, value[, comment]) as astropy formats it, CONTINUE cards included.
     Cached: most cards are the same in every CIF, and formatting one costs ~50 us."""
     from astropy.io import fits
@@ -262,7 +261,7 @@ def _card_image(card: tuple) -> str:
     return str(fits.Card(*card).image)
 
 
-def _header_bytes(cards: list[tuple]) -> bytes:
+def _header_bytes(cards: list[tuple[Any, ...]]) -> bytes:
     """One FITS header: the cards, END, padded with blanks to whole blocks."""
     text = "".join(_card_image(card) for card in cards) + "END".ljust(80)
     return _padded(text.encode("ascii"), b" ")
@@ -275,7 +274,8 @@ def _table_header(count: int, header_values: dict[str, str]) -> bytes:
     row_bytes = np.dtype(_RECORD_DTYPE).itemsize
     structure = {"XTENSION": "BINTABLE", "BITPIX": 8, "NAXIS": 2, "NAXIS1": row_bytes,
                  "NAXIS2": count, "PCOUNT": 0, "GCOUNT": 1, "TFIELDS": len(CIF_COLUMNS)}
-    cards: list[tuple] = [(key, value, _TABLE_COMMENTS[key]) for key, value in structure.items()]
+    cards: list[tuple[Any, ...]] = [(key, value, _TABLE_COMMENTS[key])
+                                    for key, value in structure.items()]
     for index, column in enumerate(CIF_COLUMNS, start=1):
         cards.append((f"TTYPE{index}", column.name, _TTYPE_COMMENTS[column.name]))
         cards.append((f"TFORM{index}", column.tform, _TFORM_COMMENTS[column.tform[-1]]))
@@ -301,7 +301,8 @@ def _table_data(values: dict[str, list[Any]], count: int) -> bytes:
 def _primary_header(parameters: Mapping[str, str], creator: str, now: datetime | None) -> bytes:
     moment = (now or datetime.now(UTC)).astimezone(UTC)
     structure = {"SIMPLE": True, "BITPIX": 8, "NAXIS": 0, "EXTEND": True}
-    cards: list[tuple] = [(key, value, _PRIMARY_COMMENTS[key]) for key, value in structure.items()]
+    cards: list[tuple[Any, ...]] = [(key, value, _PRIMARY_COMMENTS[key])
+                                    for key, value in structure.items()]
     cards += [
         ("XPROC0", xproc_string(parameters, creator)),
         ("CREATOR", creator, "name of code that generated this file"),
@@ -332,16 +333,36 @@ def _write_atomically(path: Path, data: bytes) -> None:
     readers and a kill -9 see the old CIF or the new one, never a part. Not fsynced: a CIF is
     derived from the index and rebuilt in milliseconds (the two fsyncs were most of a warm
     build's time); the blobs it names are fsynced before they are published."""
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    from .atomic import write_atomic
+
     _remove_stale_temporaries(path)
-    try:
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(descriptor, "wb") as stream:
-            stream.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    write_atomic(path, data)
+
+
+def cif_bytes(
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    obs_date: str,
+    analysis_date: str,
+    category: str = "XMMCCF",
+    parameters: Mapping[str, str],
+    creator: str | None = None,
+    fullpath_dir: str | None = None,
+    now: datetime | None = None,
+    warnings: list[str] | None = None,
+) -> bytes:
+    """The bytes of a CIF listing `rows` (in the given order); see `write_cif`."""
+    rows = list(rows)
+    values = _column_values(rows, fullpath_dir, warnings)
+    header_values = {
+        "CATEGORY": category,
+        "OBSVDATE": normalise_date(obs_date),
+        "ANALDATE": normalise_date(analysis_date),
+    }
+    # the bytes astropy's HDUList.writeto would write (tests compare), without building HDUs:
+    # a warm CIF build spent most of its time there
+    return (_primary_header(parameters, creator or default_creator(), now)
+            + _table_header(len(rows), header_values) + _table_data(values, len(rows)))
 
 
 def write_cif(
@@ -367,17 +388,9 @@ def write_cif(
     other values too wide for their column are cut, with a message appended to `warnings`.
     """
     target = Path(path)
-    rows = list(rows)
-    values = _column_values(rows, fullpath_dir, warnings)
-    header_values = {
-        "CATEGORY": category,
-        "OBSVDATE": normalise_date(obs_date),
-        "ANALDATE": normalise_date(analysis_date),
-    }
-    # the bytes astropy's HDUList.writeto would write (tests compare), without building HDUs:
-    # a warm CIF build spent most of its time there
-    data = (_primary_header(parameters, creator or default_creator(), now)
-            + _table_header(len(rows), header_values) + _table_data(values, len(rows)))
+    data = cif_bytes(rows, obs_date=obs_date, analysis_date=analysis_date, category=category,
+                     parameters=parameters, creator=creator, fullpath_dir=fullpath_dir, now=now,
+                     warnings=warnings)
     try:
         _write_atomically(target, data)
     except OSError as error:

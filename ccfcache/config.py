@@ -1,19 +1,74 @@
 """Read the configuration in one place: arguments, then CCFCACHE_* variables, then the cache's
-config file, then the platform default. Everything else receives a `Settings` object."""
+config file, then the platform default. Everything else receives a `Settings` object, or asks
+here: every CCFCACHE_* variable is read by `env()` below (and listed in ENVIRONMENT, which
+docs/quickstart.md shows as a table; a test keeps the two and the code in step).
+
+Settings every process of a shared cache must agree on (the SQLite VFS) are kept in the
+cache's own config.json, not in each process's environment.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .errors import CacheError, UsageError
 from .presets import ESA_FULL, ESA_VALID
 
 DEFAULT_SOURCES = (ESA_FULL, ESA_VALID)
 CONFIG_NAME = "config.json"
+
+# Every environment variable ccfcache reads: name -> what it sets (docs/quickstart.md)
+ENVIRONMENT: dict[str, str] = {
+    "CCFCACHE_DIR": "the cache folder",
+    "CCFCACHE_SITE_DIR": "a read-only site cache read before this one",
+    "CCFCACHE_WORKERS": "parallel downloads, and header reads to start with",
+    "CCFCACHE_HOST_CONNECTIONS": "at most this many requests in flight to one host",
+    "CCFCACHE_RETRIES": "retries of a failed request",
+    "CCFCACHE_TIMEOUT": "network timeout in seconds",
+    "CCFCACHE_MIN_RATE": "the slowest transfer (bytes/s over the window) before it is retried",
+    "CCFCACHE_RATE_WINDOW": "the window (seconds) of the minimum rate",
+    "CCFCACHE_LOCK_TTL": "seconds after which another host's silent download lock is stale",
+    "CCFCACHE_HOSTNAME": "the host name written in locks (tests)",
+    "CCFCACHE_SQLITE_VFS": "the SQLite VFS, for a cache whose config.json names none",
+    "CCFCACHE_PRESET_<NAME>": "the URL of source preset NAME, for this process",
+    "CCFCACHE_S3_ANONYMOUS": "1: unsigned S3 requests even with AWS credentials set",
+    "CCFCACHE_MOUNT_DEBUG": "1: `mount` logs every read",
+    "CCFCACHE_OFFLINE": "1: contact no server (as --offline)",
+}
+PRESET_PREFIX = "CCFCACHE_PRESET_"
+
+
+def env(name: str) -> str | None:
+    """The value of a CCFCACHE_* variable, None when unset or empty. Only the variables in
+    ENVIRONMENT can be read: a misspelt name is a bug, not a silent None."""
+    if name not in ENVIRONMENT and not name.startswith(PRESET_PREFIX):
+        raise KeyError(f"{name} is not in config.ENVIRONMENT")
+    return os.environ.get(name) or None
+
+
+def env_presets() -> dict[str, str]:
+    """Source presets set for this process ($CCFCACHE_PRESET_<NAME>), by lower-case name with
+    '_' written '-'."""
+    return {name[len(PRESET_PREFIX):].lower().replace("_", "-"): value
+            for name, value in os.environ.items()
+            if name.startswith(PRESET_PREFIX) and value}
+
+
+def sqlite_vfs(root: str | os.PathLike[str]) -> str | None:
+    """The SQLite VFS of the cache at `root`: `sqlite_vfs` in its config.json (the same for
+    every process), else $CCFCACHE_SQLITE_VFS; standard library only (the warm path)."""
+    try:
+        with open(os.path.join(root, CONFIG_NAME), encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError):
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("sqlite_vfs"), str) and data["sqlite_vfs"]:
+        return str(data["sqlite_vfs"])
+    return env("CCFCACHE_SQLITE_VFS")
 
 
 @dataclass
@@ -45,13 +100,13 @@ def resolve_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """`cache_dir`, else $CCFCACHE_DIR, else the platform user cache folder."""
     if cache_dir:
         return Path(cache_dir).expanduser().absolute()
-    env = os.environ.get("CCFCACHE_DIR")
-    if env:
-        return Path(env).expanduser().absolute()
+    value = env("CCFCACHE_DIR")
+    if value:
+        return Path(value).expanduser().absolute()
     return default_cache_dir()
 
 
-def read_config_file(cache_dir: Path) -> dict:
+def read_config_file(cache_dir: Path) -> dict[str, Any]:
     """The cache's config.json as a dict ({} when absent); a broken file is a CacheError."""
     path = cache_dir / CONFIG_NAME
     try:
@@ -69,30 +124,28 @@ def read_config_file(cache_dir: Path) -> dict:
     return data
 
 
-def write_config_file(cache_dir: Path, data: dict) -> None:
+def write_config_file(cache_dir: Path, data: dict[str, Any]) -> None:
     """Write config.json atomically (temporary file, then rename)."""
+    from .atomic import write_atomic
+
     path = cache_dir / CONFIG_NAME
-    # unique across hosts sharing the folder (pids are not)
-    tmp = path.with_name(f".{CONFIG_NAME}.{uuid.uuid4().hex}.tmp")
     try:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        write_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise CacheError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
-def resolve_site_dir(config: dict, root: Path) -> Path | None:
+def resolve_site_dir(config: dict[str, Any], root: Path) -> Path | None:
     """The site cache under this one: $CCFCACHE_SITE_DIR, else `site_dir` in config.json;
     None when unset or when it is this very cache."""
-    value = os.environ.get("CCFCACHE_SITE_DIR") or config.get("site_dir")
+    value = env("CCFCACHE_SITE_DIR") or config.get("site_dir")
     if not value:
         return None
     site = Path(str(value)).expanduser().absolute()
     return None if site == root else site
 
 
-def _site_config(site: Path | None) -> dict:
+def _site_config(site: Path | None) -> dict[str, Any]:
     if site is None or not site.is_dir():
         return {}
     try:
@@ -119,7 +172,7 @@ _CONFIG_KEYS = {
 }
 
 
-def validate_config(config: dict, path: Path) -> None:
+def validate_config(config: dict[str, Any], path: Path) -> None:
     """A one-line CacheError naming the first key of config.json whose value is wrong.
     Keys this version does not know are left alone (a newer ccfcache may have written them)."""
     for key, (what, ok) in _CONFIG_KEYS.items():
@@ -130,7 +183,12 @@ def validate_config(config: dict, path: Path) -> None:
 
 def offline() -> bool:
     """`--offline` / CCFCACHE_OFFLINE=1: contact no server."""
-    return os.environ.get("CCFCACHE_OFFLINE", "").strip().lower() in {"1", "yes", "true", "on"}
+    return (env("CCFCACHE_OFFLINE") or "").strip().lower() in {"1", "yes", "true", "on"}
+
+
+def set_offline() -> None:
+    """`--offline`: this process and the processes it starts contact no server."""
+    os.environ["CCFCACHE_OFFLINE"] = "1"
 
 
 def missing_offline(names: list[str]) -> str:
@@ -141,7 +199,7 @@ def missing_offline(names: list[str]) -> str:
 
 
 def _env_int(name: str, default: int, *, minimum: int = 1) -> int:
-    value = os.environ.get(name)
+    value = env(name)
     if value is None:
         return default
     try:
@@ -168,7 +226,8 @@ def load_settings(
     site_config = _site_config(site)
     chosen_sources = (sources or config.get("sources") or site_config.get("sources")
                       or list(DEFAULT_SOURCES))
-    presets = {**_string_map(site_config.get("presets")), **_string_map(config.get("presets"))}
+    presets = {**_string_map(site_config.get("presets")), **_string_map(config.get("presets")),
+               **env_presets()}  # this process's own first
     endpoint = (os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
                 or config.get("s3_endpoint") or site_config.get("s3_endpoint") or None)
     return Settings(

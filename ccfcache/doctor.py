@@ -10,7 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import CacheError, CcfCacheError, InvalidHeader
 
@@ -33,7 +33,7 @@ class DoctorReport:
     rebuilt: bool = False
     cifs_kept: int = 0  # CIF records (and pins) carried over from a sound old index
     moved_to: list[str] = field(default_factory=list)
-    sync: dict | None = None  # sources -> constituents listed, when a sync ran
+    sync: dict[str, Any] | None = None  # sources -> constituents listed, when a sync ran
     sync_error: str | None = None
     blob_files: int = 0
     attached: int = 0  # blobs matched to a listed version
@@ -45,12 +45,12 @@ class DoctorReport:
     def ok(self) -> bool:
         return not self.problems and self.sync_error is None
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "ok": self.ok}
 
 
 # -- pure helpers ---------------------------------------------------------------------------------
-def integrity_problem(rows: list[tuple]) -> str | None:
+def integrity_problem(rows: list[tuple[Any, ...]]) -> str | None:
     """The first problem in `PRAGMA integrity_check` output, or None when it says ok."""
     messages = [str(r[0]) for r in rows]
     if messages == ["ok"]:
@@ -137,7 +137,7 @@ def _blob_files(blobs: Path) -> list[Path]:
     return found
 
 
-def _inspect(path: Path) -> tuple[Path, object, dict | None, str | None]:
+def _inspect(path: Path) -> tuple[Path, object, dict[str, Any] | None, str | None]:
     """Hash a blob file and read its header: (path, BlobInfo, header fields, problem)."""
     from .headers import read_header_file
     from .store import hash_file

@@ -7,10 +7,10 @@ The loop is deliberately plain: one ranged stream at a time, written chunk by ch
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 
+from .config import env
 from .errors import FetchError, TransferError
 from .retry import Policy, sleep_before_retry
 from .store import Partial, PartialMeta, StreamHasher, Writeback, disk_error, write_all
@@ -33,7 +33,7 @@ class RateFloor:
         """$CCFCACHE_MIN_RATE (bytes/s, 0 disables) and $CCFCACHE_RATE_WINDOW (seconds)."""
         def number(name: str, default: float) -> float:
             try:
-                return max(0.0, float(os.environ.get(name, default)))
+                return max(0.0, float(env(name) or default))
             except ValueError:
                 return default
 

@@ -19,13 +19,14 @@ def _fast_path(argv: list[str]) -> int | None:
         del argv[at : at + 2]
     if len(argv) < 2 or any(a.startswith("-") for a in argv[1:]):
         return None
+    from .config import env
     from .errors import InvalidName
     from .fastpath import layered_layout, local_path
     from .names import canonical_name
 
-    env = cache_dir or os.environ.get("CCFCACHE_DIR")
-    if env:
-        root = os.path.abspath(os.path.expanduser(env))
+    folder = cache_dir or env("CCFCACHE_DIR")
+    if folder:
+        root = os.path.abspath(os.path.expanduser(folder))
     else:
         from .config import default_cache_dir  # platformdirs: only when no folder is given
 

@@ -39,7 +39,7 @@ class ExactFetch:
     """The outcome of materialising a CALINDEX: matched contents in row order, and the rest."""
 
     cif: CifData
-    rows: list[dict] = field(default_factory=list)  # name, xxh3, md5, size, id (version)
+    rows: list[dict[str, Any]] = field(default_factory=list)  # name, xxh3, md5, size, id (version)
     paths: dict[str, Path] = field(default_factory=dict)  # name -> blob
     unserved: list[Unserved] = field(default_factory=list)
 
@@ -72,11 +72,11 @@ def materialise(index: Index, store: BlobStore, make_fetcher: Callable[[], Fetch
         if not row["md5"]:
             result.unserved.append(Unserved(row["name"], "", row["subdate"],
                                             "the row has no MD5"))
-    stored: dict[str, list[dict]] = {}
+    stored: dict[str, list[dict[str, Any]]] = {}
     for version in index.contents_by_md5(sorted({r["md5"] for r in wanted})):
         stored.setdefault(version["md5"], []).append(version)
-    chosen: dict[int, dict] = {}  # row number -> version
-    to_fetch: dict[int, list[dict]] = {}
+    chosen: dict[int, dict[str, Any]] = {}  # row number -> version
+    to_fetch: dict[int, list[dict[str, Any]]] = {}
     for number, row in enumerate(data.rows):
         if not row["md5"]:
             continue
@@ -91,10 +91,10 @@ def materialise(index: Index, store: BlobStore, make_fetcher: Callable[[], Fetch
         if ensure_synced is not None:
             ensure_synced()
         names = sorted({row["name"] for row in to_fetch.values()})
-        listed: dict[str, list[dict]] = {}
+        listed: dict[str, list[dict[str, Any]]] = {}
         for version in index.listed_versions_named(names):
             listed.setdefault(version["name"], []).append(version)
-        plan: dict[int, dict] = {}
+        plan: dict[int, dict[str, Any]] = {}
         for number, row in to_fetch.items():
             # a listed content with this MD5, else one whose MD5 is unknown until fetched
             fits = [v for v in listed.get(row["name"], [])
@@ -130,7 +130,7 @@ def materialise(index: Index, store: BlobStore, make_fetcher: Callable[[], Fetch
     return result
 
 
-def _unserved(row: dict, listed: list[dict]) -> Unserved:
+def _unserved(row: dict[str, Any], listed: list[dict[str, Any]]) -> Unserved:
     if not listed:
         reason = "no source lists this name and no stored content has this MD5"
     else:

@@ -14,6 +14,7 @@ import json
 import os
 from typing import TYPE_CHECKING
 
+from .config import env
 from .index_fast import current_row, known_content
 from .layout import Layout
 
@@ -82,7 +83,7 @@ def site_content(layout: Layout, version: Version) -> tuple[str, str, str | None
 def site_dir_for(root: str) -> str | None:
     """The site cache for a personal cache root, with the standard library only:
     $CCFCACHE_SITE_DIR, else `site_dir` in `<root>/config.json`."""
-    value = os.environ.get("CCFCACHE_SITE_DIR")
+    value = env("CCFCACHE_SITE_DIR")
     if not value:
         try:
             with open(os.path.join(root, "config.json"), encoding="utf-8") as handle:

@@ -394,7 +394,7 @@ class Index:
             raise CacheError(f"version {version_id} vanished from the index")
         return rows[0]
 
-    def mount_versions(self, analysis_date: str | None = None) -> list[dict]:
+    def mount_versions(self, analysis_date: str | None = None) -> list[dict[str, Any]]:
         """The versions the mount shows, newest first within a name (the caller keeps the
         first per name), each with `served_at`: the server's date (Last-Modified, else the
         listing's date). Without a date: what the sources list now. With `analysis_date`: the
@@ -403,8 +403,9 @@ class Index:
         served = ("(SELECT max(coalesce(l.last_modified, l.mtime)) FROM listings l "
                   "WHERE l.version_id = v.id) AS served_at")
         listed = "EXISTS (SELECT 1 FROM listings l WHERE l.version_id = v.id)"
+        params: tuple[str, ...] = ()
         if analysis_date is None:
-            where, params = listed, ()
+            where = listed
         else:
             where = (f"({listed} OR v.xxh3 IN (SELECT xxh3 FROM blobs)) "
                      "AND v.header_error IS NULL AND v.subdate <= ?")
@@ -721,7 +722,7 @@ class Index:
             self.conn.execute("UPDATE cifs SET pinned = ? WHERE id = ?", (int(pinned), cif_id))
 
     # -- contents by MD5, MIF seeding (ccfcache.exact, ccfcache.mif) -----------------------
-    def contents_by_md5(self, md5s: list[str]) -> list[dict]:
+    def contents_by_md5(self, md5s: list[str]) -> list[dict[str, Any]]:
         """Versions whose content has one of these MD5s and is stored (a `blobs` row), with
         `listed` = 1 when some source lists that version now."""
         if not md5s:
@@ -744,11 +745,11 @@ class Index:
                 found[row["xxh3"]].append(row["name"])
         return found
 
-    def recorded_cif_rows(self) -> list[dict]:
+    def recorded_cif_rows(self) -> list[dict[str, Any]]:
         """Each recorded CIF's id, path, pin and rows (JSON text: name, xxh3, ...)."""
         return self.query("SELECT id, path, pinned, rows FROM cifs ORDER BY id")
 
-    def listed_versions_named(self, names: list[str]) -> list[dict]:
+    def listed_versions_named(self, names: list[str]) -> list[dict[str, Any]]:
         """The versions some source lists now under these names (one row per version)."""
         return self.current_versions(names)
 
@@ -757,7 +758,7 @@ class Index:
         return {r["name"] for r in self.query(
             "SELECT name FROM constituents WHERE withdrawn_at IS NOT NULL")}
 
-    def seed_versions(self, rows: list[dict], listed: dict[str, list[tuple[str, object]]],
+    def seed_versions(self, rows: list[dict[str, Any]], listed: dict[str, list[tuple[str, object]]],
                       source_counts: dict[str, int]) -> tuple[int, int]:
         """Record versions whose keywords come from a Master Index File (no header read):
         a row matching a known version of the name by MD5 and size reuses it. `listed` maps a
@@ -814,7 +815,7 @@ class Index:
                     (url, now, now, count))
         return added, written
 
-    def versions_with_state(self) -> list[dict]:
+    def versions_with_state(self) -> list[dict[str, Any]]:
         """Every version with `listed` (some source lists it now), `stored` (its content is
         in the blob store) and `withdrawn` (its name is listed by no source) as 0/1."""
         return self.query(

@@ -24,12 +24,16 @@ class InitSummary(Row):
     group: str | None
     site_dir: str | None
     changed: int
+    sqlite_vfs: str | None = None
 
 
 def init_cache(root: Path, *, shared: bool = False, group: str | None = None,
-               site_dir: str | os.PathLike[str] | None = None) -> InitSummary:
+               site_dir: str | os.PathLike[str] | None = None,
+               sqlite_vfs: str | None = None) -> InitSummary:
     """Create (or convert) a cache folder; with `shared`, group-writable and setgid, recorded
-    in config.json so that every later writer uses umask 0o002."""
+    in config.json so that every later writer uses umask 0o002. `sqlite_vfs` (e.g.
+    unix-dotfile for a mount without byte-range locks) is recorded there too, so that every
+    process of every user opens the index with it ("" removes it)."""
     if group and not shared:
         raise CacheError("--group only makes sense with --shared")
     gid = gid_of(group) if group else None
@@ -52,10 +56,14 @@ def init_cache(root: Path, *, shared: bool = False, group: str | None = None,
             config["group"] = group
     if site_dir is not None:
         config["site_dir"] = str(Path(site_dir).expanduser().absolute())
+    if sqlite_vfs:
+        config["sqlite_vfs"] = sqlite_vfs
+    elif sqlite_vfs == "":
+        config.pop("sqlite_vfs", None)
     write_config_file(root, config)
     layout = Layout(root)
     open_index(layout, load_settings(root)).close()  # the folders, CCFCACHE_FORMAT, the index
     changed = fix_permissions(layout, gid=gid) if shared else 0
     return InitSummary(cache_dir=str(root), shared=bool(config.get("shared")),
                        group=config.get("group"), site_dir=config.get("site_dir"),
-                       changed=changed)
+                       changed=changed, sqlite_vfs=config.get("sqlite_vfs"))

@@ -17,6 +17,7 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 from .errors import CacheError
 
@@ -69,7 +70,7 @@ def is_digest(text: str) -> bool:
     return _HASH_RE.fullmatch(text) is not None
 
 
-def format_record() -> dict:
+def format_record() -> dict[str, Any]:
     """What CCFCACHE_FORMAT holds for this ccfcache."""
     from .version import __version__
 
@@ -80,23 +81,18 @@ def format_record() -> dict:
 def write_format_file(layout: Layout) -> None:
     """Record the storage format and lock protocol at the cache root (once, atomically: a
     complete temporary file linked to its name, so no reader sees a half-written file)."""
+    from .atomic import write_atomic
+
     if layout.format_file.exists():
         return
-    tmp = layout.root / f".{FORMAT_FILE}.{os.urandom(8).hex()}.tmp"
     try:
-        tmp.write_text(json.dumps(format_record(), indent=2) + "\n", encoding="utf-8")
-        os.chmod(tmp, 0o444)
-        try:
-            os.link(tmp, layout.format_file)
-        except FileExistsError:
-            pass
+        write_atomic(layout.format_file, (json.dumps(format_record(), indent=2) + "\n").encode(),
+                     mode=0o444, once=True)
     except OSError as exc:
         raise CacheError(f"cannot write {layout.format_file}: {exc.strerror or exc}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
-def read_format_file(layout: Layout) -> dict | None:
+def read_format_file(layout: Layout) -> dict[str, Any] | None:
     """The recorded format of a cache (None when the file is absent)."""
     try:
         text = layout.format_file.read_text(encoding="utf-8")
@@ -137,10 +133,13 @@ def _uri_escape(text: str) -> str:
 
 
 def index_uri(path: str | os.PathLike[str], *, readonly: bool = False) -> str:
-    """The SQLite URI of an index; $CCFCACHE_SQLITE_VFS picks a VFS (e.g. unix-dotfile for a
-    mount without byte-range locks: every process using the cache must then set it)."""
+    """The SQLite URI of an index, with the cache's SQLite VFS if it names one (e.g.
+    unix-dotfile for a mount without byte-range locks: `sqlite_vfs` in the cache's
+    config.json, so that every process uses it; see config.sqlite_vfs)."""
+    from .config import sqlite_vfs
+
     uri = f"file:{_uri_escape(os.fspath(path))}?mode={'ro' if readonly else 'rwc'}"
-    vfs = os.environ.get("CCFCACHE_SQLITE_VFS")
+    vfs = sqlite_vfs(os.path.dirname(os.fspath(path)) or ".")
     return uri + f"&vfs={_uri_escape(vfs)}" if vfs else uri
 
 

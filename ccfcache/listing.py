@@ -81,7 +81,7 @@ class Listing:
     last_modified: str | None = None
 
 
-def parse_size(text: str) -> tuple[int | None, int | None]:
+def parse_listed_size(text: str) -> tuple[int | None, int | None]:
     """(exact size, approximate size) in bytes from a listing's size column ('82K', '512')."""
     match = _SIZE_RE.search(text)
     if match is None:
@@ -346,7 +346,7 @@ def _row_hints(link: _Link, fmt: ListingFormat) -> tuple[int | None, int | None,
     if link.size_attr is not None and link.size_attr.isascii() and link.size_attr.isdigit():
         size = int(link.size_attr)
         return size, size, mtime
-    size, size_hint = parse_size(text[date_end:])
+    size, size_hint = parse_listed_size(text[date_end:])
     return size, size_hint, mtime
 
 

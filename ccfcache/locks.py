@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from .config import env
 from .errors import CacheError, UsageError
 
 HEARTBEAT_S = 5.0
@@ -40,12 +41,12 @@ STALE_AFTER_S = 60.0
 
 def hostname() -> str:
     """This host's name as recorded in locks (CCFCACHE_HOSTNAME overrides, for tests)."""
-    return os.environ.get("CCFCACHE_HOSTNAME") or socket.gethostname()
+    return env("CCFCACHE_HOSTNAME") or socket.gethostname()
 
 
 def lock_ttl() -> float:
     """Seconds after which a silent lock from another host is stale ($CCFCACHE_LOCK_TTL)."""
-    value = os.environ.get("CCFCACHE_LOCK_TTL")
+    value = env("CCFCACHE_LOCK_TTL")
     if not value:
         return STALE_AFTER_S
     try:

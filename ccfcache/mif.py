@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .cif import CifData, InvalidCif, read_cif, write_cif
+from .cif import CifData, InvalidCif, cif_bytes, read_cif
 from .dates import normalise_date, resolve_date
 from .errors import CcfCacheError, InvalidName, UsageError
 from .fetcher import MIF_DIGEST_PREFIX
@@ -36,7 +36,7 @@ class MifWritten:
     """A MIF that was written: where, how many rows, and rows whose MD5 is not known yet."""
 
     path: Path
-    rows: list[dict]
+    rows: list[dict[str, Any]]
     analysis_date: str | None
     without_md5: list[str] = field(default_factory=list)
 
@@ -76,22 +76,39 @@ def mif_versions(versions: Iterable[Mapping[str, Any]], analysis_date: str | Non
     return chosen
 
 
-def write_mif(index: Index, out: str | os.PathLike[str], analysis_date: str | None = None,
-              *, category: str = "XMMCCF", now: datetime | None = None) -> MifWritten:
-    """Write the index as a MIF at `out` (atomically): see `mif_versions` for the rows. FNAME
-    holds bare names; MD5 is empty for a content never fetched (listed in `without_md5`;
-    `Cache.mif` fetches those first). OBSVDATE and ANALDATE hold the analysis date (now
-    when none is given)."""
+def mif_bytes(index: Index, analysis_date: str | None = None, *, category: str = "XMMCCF",
+              calindexset: str = "ccf.mif", now: datetime | None = None,
+              ) -> tuple[bytes, list[dict]]:
+    """The bytes of the index as a MIF, and its rows (see `mif_versions`): for a file system
+    that shows one (the mount) as well as for `write_mif`. FNAME holds bare names; MD5 is empty
+    for a content never fetched. OBSVDATE and ANALDATE hold the analysis date (now when none
+    is given)."""
     anal = normalise_date(analysis_date) if analysis_date is not None else None
     rows = [dict(v) for v in mif_versions(index.versions_with_state(), anal, category=category)]
     for row in rows:
         row["md5"] = row.get("md5") or ""
     stamp = anal or resolve_date("now", now=now)
-    target = Path(out).expanduser().absolute()
-    params = {"calindexset": str(target), "masterindex": "yes", "fullpath": "no",
+    params = {"calindexset": calindexset, "masterindex": "yes", "fullpath": "no",
               "analysisdate": anal or "now", "category": category}
-    write_cif(target, rows, obs_date=stamp, analysis_date=stamp, category=category,
-              parameters=params, now=now)
+    data = cif_bytes(rows, obs_date=stamp, analysis_date=stamp, category=category,
+                     parameters=params, now=now)
+    return data, rows
+
+
+def write_mif(index: Index, out: str | os.PathLike[str], analysis_date: str | None = None,
+              *, category: str = "XMMCCF", now: datetime | None = None) -> MifWritten:
+    """Write the index as a MIF at `out` (atomically): see `mif_bytes`; rows without an MD5
+    are listed in `without_md5` (`Cache.mif` fetches those first)."""
+    from .cif import _write_atomically
+
+    target = Path(out).expanduser().absolute()
+    data, rows = mif_bytes(index, analysis_date, category=category, calindexset=str(target),
+                           now=now)
+    try:
+        _write_atomically(target, data)
+    except OSError as error:
+        raise UsageError(f"cannot write the MIF {target}: {error.strerror or error}") from None
+    anal = normalise_date(analysis_date) if analysis_date is not None else None
     return MifWritten(target, rows, anal, sorted(r["name"] for r in rows if not r["md5"]))
 
 
@@ -199,4 +216,5 @@ def seed_from_mif(index: Index, settings: Settings, sources: list[Source],
     return report
 
 
-__all__ = ["MifSeeded", "MifWritten", "mif_versions", "read_mif", "seed_from_mif", "write_mif"]
+__all__ = ["MifSeeded", "MifWritten", "mif_bytes", "mif_versions", "read_mif", "seed_from_mif",
+           "write_mif"]

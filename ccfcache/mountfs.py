@@ -34,6 +34,7 @@ from typing import Any
 import mfusepy as fuse
 import xxhash
 
+from .config import env
 from .errors import CacheError, CcfCacheError, FetchError
 from .mount import BLKSIZE, Entry, mounted_at, pick_entries, plan_read
 
@@ -68,18 +69,18 @@ class CcfFS(fuse.Operations):
         self.started_ns = time.time_ns()
         self._lock = threading.Lock()
         self._entries: dict[str, Entry] = {}
-        self._stamp: tuple | None = None
+        self._stamp: tuple[Any, ...] | None = None
         self._checked = 0.0
         self._handles: dict[int, Handle] = {}
         self._next_fh = 1
-        self._pending: dict[int, Future] = {}  # version id -> its fetch
+        self._pending: dict[int, Future[Any]] = {}  # version id -> its fetch
         self._headers: dict[str, bytes] = {}
         self._pool = ThreadPoolExecutor(max_workers=max(4, cache.settings.workers),
                                         thread_name_prefix="ccfcache-fetch")
         self.refresh(force=True)
 
     # -- the file list ------------------------------------------------------------------------
-    def _index_stamp(self) -> tuple:
+    def _index_stamp(self) -> tuple[Any, ...]:
         try:
             st = os.stat(self.cache.layout.db)
             return (st.st_ino, st.st_size, st.st_mtime_ns)
@@ -299,7 +300,7 @@ def serve(cache: Any, target: Path, *, analysis_date: str | None, deadline: floa
     """Mount and serve until unmounted, SIGTERM or SIGINT (libfuse handles the signals)."""
     logging.basicConfig(level=logging.WARNING, format="ccfcache mount: %(message)s")
     # CCFCACHE_MOUNT_DEBUG=1 logs every read with where it was served from
-    log.setLevel(logging.DEBUG if os.environ.get("CCFCACHE_MOUNT_DEBUG") else logging.INFO)
+    log.setLevel(logging.DEBUG if env("CCFCACHE_MOUNT_DEBUG") else logging.INFO)
     fs = CcfFS(cache, analysis_date=analysis_date, deadline=deadline)
     log.info("%d files at %s (cache %s)", len(fs.refresh()), target, cache.layout.root)
     options: dict[str, Any] = {"ro": True, "fsname": "ccfcache", "subtype": "ccfcache",

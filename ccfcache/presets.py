@@ -3,7 +3,8 @@
 
 A preset is resolved to its URL when the source is configured, so the index and config.json
 keep URLs. A site may point a name elsewhere (its own mirror or proxy) with `presets` in
-config.json, or for one process with $CCFCACHE_PRESET_<NAME> (`-` written `_`).
+config.json, or for one process with $CCFCACHE_PRESET_<NAME> (`-` written `_`): config.py
+reads both into `Settings.presets`, which the caller passes here as `overrides`.
 """
 
 from __future__ import annotations
@@ -25,28 +26,22 @@ PRESETS: dict[str, str] = {
 }
 
 
-def _env_name(name: str) -> str:
-    return "CCFCACHE_PRESET_" + name.upper().replace("-", "_")
-
-
 def is_preset_name(text: str) -> bool:
     """True for something shaped like a preset name (no scheme, no path separator)."""
     return bool(text) and "/" not in text and ":" not in text and "\\" not in text
 
 
 def resolve_source(text: str, overrides: Mapping[str, object] | None = None) -> str:
-    """The URL a source names: a preset's URL (overrides and $CCFCACHE_PRESET_* first), or
-    `text` itself when it is not a preset name. A bare word that is neither a known preset
-    nor an existing folder is a UsageError naming the presets."""
+    """The URL a source names: a preset's URL (`overrides` first: the site's and this
+    process's, see config.py), or `text` itself when it is not a preset name. A bare word
+    that is neither a known preset nor an existing folder is a UsageError naming them."""
     name = text.strip()
     if not is_preset_name(name):
         return text
     key = name.lower()
-    env = os.environ.get(_env_name(key))
-    if env:
-        return env
-    if overrides and isinstance(overrides.get(key), str):
-        return str(overrides[key])
+    for spelling in (key, key.replace("_", "-")):  # $CCFCACHE_PRESET_* names use '_' for '-'
+        if overrides and isinstance(overrides.get(spelling), str):
+            return str(overrides[spelling])
     if key in PRESETS:
         return PRESETS[key]
     if os.path.exists(name):  # a folder in the working directory that looks like a word

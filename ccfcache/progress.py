@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TextIO
 
+from .units import human_bytes
+
 PLAIN_INTERVAL_S = 5.0  # a plain progress line at most this often
 POLL_S = 0.25  # how often partial files are looked at
 
@@ -43,15 +45,6 @@ class NullProgress:
 
     def finish(self) -> None:
         pass
-
-
-def human_bytes(size: float) -> str:
-    """1.2 MB, 3.4 GB (decimal units, as download tools show)."""
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(size) < 1000 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size:.1f} TB"  # pragma: no cover
 
 
 @dataclass

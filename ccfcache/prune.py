@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import CacheError, UsageError
 from .layout import Layout
@@ -27,43 +26,6 @@ if TYPE_CHECKING:
     from .rows import CifRecord
 
 TMP_GRACE_S = 86400.0  # temporary files younger than this are never touched
-
-_DURATION_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", re.IGNORECASE)
-_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_SIZE_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(?:([KMGTP])(I?B)?|(B)?)\s*", re.IGNORECASE)
-_POWERS = {"K": 1, "M": 2, "G": 3, "T": 4, "P": 5}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in '30d', '12h', '90m', '45s', '2w' (a bare number is seconds)."""
-    match = _DURATION_RE.fullmatch(text or "")
-    if match is None:
-        raise UsageError(f"not a duration: {text!r} (use e.g. 30d, 12h, 90m)")
-    return float(match[1]) * _DURATION_UNITS[match[2].lower()]
-
-
-def parse_size(text: str) -> int:
-    """Bytes in '2G', '500M', '1.5T', '100K', '2GB', '2GiB' or a bare number (as coreutils:
-    K, KiB = 1024; KB = 1000)."""
-    match = _SIZE_RE.fullmatch(text or "")
-    if match is None:
-        raise UsageError(f"not a size: {text!r} (use e.g. 2G, 500M, 100000)")
-    number, unit, suffix = float(match[1]), (match[2] or "").upper(), (match[3] or "").upper()
-    if not unit:
-        return int(number)
-    base = 1000 if suffix == "B" else 1024
-    return int(number * base ** _POWERS[unit])
-
-
-def human_size(size: int) -> str:
-    """A byte count for people: '512 B', '1.5 MB' (powers of 1000)."""
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{size} B"
-
 
 # -- the plan (pure) ------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -120,7 +82,7 @@ class PrunePlan:
         """True when the store still exceeds max_size (pinned contents alone are too big)."""
         return self.max_size is not None and self.store_bytes_after > self.max_size
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "dry_run": self.dry_run,
             "files": self.files,

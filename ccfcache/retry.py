@@ -8,7 +8,6 @@ Pure decisions (`retry_after_seconds`, `Policy.delay`) are kept apart from the w
 from __future__ import annotations
 
 import email.utils
-import os
 import random
 import threading
 import time
@@ -115,7 +114,9 @@ _GATES_LOCK = threading.Lock()
 
 def host_limit() -> int:
     """The per-host concurrency cap: $CCFCACHE_HOST_CONNECTIONS, else the default."""
-    value = os.environ.get("CCFCACHE_HOST_CONNECTIONS", "")
+    from .config import env
+
+    value = env("CCFCACHE_HOST_CONNECTIONS") or ""
     return int(value) if value.isdigit() and int(value) > 0 else DEFAULT_HOST_CONNECTIONS
 
 

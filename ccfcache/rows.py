@@ -34,7 +34,7 @@ class Row(Mapping[str, Any]):
         return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
 
     @classmethod
-    def from_mapping(cls, row: Mapping[str, Any]) -> Any:
+    def from_mapping(cls, row: Any) -> Any:
         """Build from a mapping with (at least) every field; extra keys are ignored."""
         names = cls.__dataclass_fields__
         return cls(**{k: row[k] for k in row.keys() if k in names})

@@ -16,13 +16,13 @@ import json
 import os
 import stat
 import sys
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 import xxhash
 
+from .atomic import fsync_folder, write_atomic
 from .errors import CacheError, FetchError
 from .layout import Layout, is_digest
 from .transport import Validators
@@ -86,19 +86,6 @@ def hash_file(path: Path, *, limit: int | None = None) -> BlobInfo:
     return hasher.result()
 
 
-def fsync_dir(path: Path) -> None:
-    """fsync a folder so that a rename in it is durable (ignored where unsupported)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
 
 class BlobStore:
     """Blobs under `<root>/blobs/<2 hex>/<xxh3>`, published atomically and read-only."""
@@ -160,24 +147,12 @@ class BlobStore:
         if free is not None and free.f_bavail * free.f_frsize < HEADERS_MIN_FREE:
             raise CacheError(f"{self.layout.root} has less than {HEADERS_MIN_FREE >> 20} MB "
                              "free: primary headers are not kept (the index needs the room)")
-        tmp = self.layout.tmp / f"header.{digest}.{os.urandom(6).hex()}.part"
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as handle:
-                handle.write(data)
-            os.chmod(tmp, 0o444)
-            try:
-                os.link(tmp, final)
-            except FileExistsError:
-                pass
-            except OSError:
-                if not final.exists():  # filesystems without hard links
-                    os.replace(tmp, final)
+            write_atomic(final, data, mode=0o444, once=True, folder=self.layout.tmp)
         except OSError as exc:
             raise CacheError(f"cannot keep a header in {final.parent}: "
                              f"{exc.strerror or exc}") from exc
-        finally:
-            _discard(tmp)
         return digest
 
     def header(self, digest: str) -> bytes | None:
@@ -275,7 +250,7 @@ class BlobStore:
             except OSError:
                 if not final.exists():  # filesystems without hard links: rename instead
                     os.replace(partial, final)
-            fsync_dir(final.parent)
+            fsync_folder(final.parent)
         except OSError as exc:
             raise CacheError(f"cannot publish {final}: {exc.strerror or exc}") from exc
         finally:
@@ -380,13 +355,7 @@ class Partial:
         handle = open_partial(self.path, append=False)
         try:
             self.meta_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.meta_path.with_name(f".{self.meta_path.name}.{uuid.uuid4().hex}.tmp")
-            try:
-                with open(tmp, "w", encoding="utf-8") as out:
-                    out.write(meta.as_json())
-                os.replace(tmp, self.meta_path)
-            finally:
-                _discard(tmp)
+            write_atomic(self.meta_path, meta.as_json().encode())
         except BaseException:
             handle.close()
             raise

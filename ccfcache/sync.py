@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import xxhash
 
@@ -45,7 +46,7 @@ class SyncReport:
     refused: str | None = None  # why a real sync would stop (dry runs only)
     plan_to_read: list[str] = field(default_factory=list)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()}
 
 
@@ -83,7 +84,7 @@ def _listing_from_index(url: str, known: dict[tuple[str, str], KnownListing]) ->
     return listing
 
 
-def _version_fields(name: str, head: Head) -> dict:
+def _version_fields(name: str, head: Head) -> dict[str, Any]:
     """The versions-table fields for a header just read (header_error set when unreadable)."""
     try:
         keys = parse_header(head.data, name)
@@ -147,9 +148,10 @@ def read_heads(
     progress: Progress,
     cap: int | None = None,
     keep_header: Callable[[bytes], object] | None = None,
-    on_batch: Callable[[list[tuple[str, ListingEntry, Head, dict]]], object] | None = None,
+    on_batch: (Callable[[list[tuple[str, ListingEntry, Head, dict[str, Any]]]], object]
+               | None) = None,
     book: RouteBook | None = None,
-) -> tuple[list[tuple[str, ListingEntry, Head, dict]], list[str]]:
+) -> tuple[list[tuple[str, ListingEntry, Head, dict[str, Any]]], list[str]]:
     """Read and parse the headers of `to_read` concurrently (parsing in the workers overlaps
     with other reads in flight); return (source, entry, head, version fields) and failures.
     `workers` reads start in flight, growing up to `cap` while latency allows (`InFlight`).
@@ -162,7 +164,7 @@ def read_heads(
     book = book or BOOK
 
     def read(group: list[tuple[str, ListingEntry]]
-             ) -> tuple[list[tuple[str, ListingEntry, Head, dict]], float]:
+             ) -> tuple[list[tuple[str, ListingEntry, Head, dict[str, Any]]], float]:
         entries = dict(group)
         name = group[0][1].name
         failure: CcfCacheError | None = None
@@ -191,15 +193,15 @@ def read_heads(
         assert failure is not None
         raise failure
 
-    done: list[tuple[str, ListingEntry, Head, dict]] = []
-    pending: list[tuple[str, ListingEntry, Head, dict]] = []
+    done: list[tuple[str, ListingEntry, Head, dict[str, Any]]] = []
+    pending: list[tuple[str, ListingEntry, Head, dict[str, Any]]] = []
     flushed = time.monotonic()
     failures: list[str] = []
     control = InFlight(workers, max(workers, cap or workers))
     todo = iter(group_routes(to_read))
     progress.start("reading headers", len(to_read))
     with ThreadPoolExecutor(max_workers=control.cap) as pool:
-        running: dict[Future, list[tuple[str, ListingEntry]]] = {}
+        running: dict[Future[Any], list[tuple[str, ListingEntry]]] = {}
         while True:
             while len(running) < control.limit:
                 item = next(todo, None)
@@ -232,7 +234,8 @@ def read_heads(
     return done, failures
 
 
-def apply_sync(index: Index, plan: SyncPlan, heads: list[tuple[str, ListingEntry, Head, dict]],
+def apply_sync(index: Index, plan: SyncPlan,
+               heads: list[tuple[str, ListingEntry, Head, dict[str, Any]]],
                listings: dict[str, Listing], report: SyncReport,
                not_modified: set[str] = frozenset()) -> None:
     """Write the outcome of a sync into the index in one short transaction."""
@@ -255,13 +258,13 @@ def apply_sync(index: Index, plan: SyncPlan, heads: list[tuple[str, ListingEntry
     report.reappeared = [name for name in plan.reappeared if name in read_names]
 
 
-def _writes(heads: list[tuple[str, ListingEntry, Head, dict]]) -> list[ListingWrite]:
+def _writes(heads: list[tuple[str, ListingEntry, Head, dict[str, Any]]]) -> list[ListingWrite]:
     return [ListingWrite(src, entry.name, entry.size_hint, entry.mtime, head.size, head.etag,
                          head.last_modified, fields, entry.href)
             for src, entry, head, fields in heads]
 
 
-def record_heads(index: Index, heads: list[tuple[str, ListingEntry, Head, dict]],
+def record_heads(index: Index, heads: list[tuple[str, ListingEntry, Head, dict[str, Any]]],
                  report: SyncReport) -> None:
     """Commit a batch of headers just read (their versions, listing rows and names), so that
     an interrupted sync keeps them and the next one reads only the rest (`apply_sync` writes

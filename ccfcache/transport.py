@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from .errors import FetchError, InvalidHeader
 from .headers import header_end as _strict_header_end
@@ -52,7 +52,7 @@ class Validators:
             return self.last_modified == other.last_modified
         return False
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"etag": self.etag, "last_modified": self.last_modified, "size": self.size}
 
 

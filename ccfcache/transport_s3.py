@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode, urlsplit
 
+from .config import env
 from .errors import FetchError, InvalidName, ListingError, UsageError
 from .httpclient import HttpClient
 from .listing import MAX_REJECTED_CHARS, Listing, ListingEntry
@@ -131,7 +132,7 @@ def _add_object(fields: dict[str, str], prefix: str, source: str, listing: Listi
 
 def make_signer(region: str | None) -> Callable[[httpx.Request], None] | None:
     """A request hook that signs with SigV4 (botocore), or None for anonymous access."""
-    if os.environ.get("CCFCACHE_S3_ANONYMOUS", "").strip() not in ("", "0"):
+    if (env("CCFCACHE_S3_ANONYMOUS") or "").strip() not in ("", "0"):
         return None
     if not (os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE")):
         return None

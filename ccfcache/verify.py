@@ -10,7 +10,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import xxhash
 
@@ -58,7 +58,7 @@ class VerifyReport:
         """True when nothing is wrong (repaired problems count as fixed)."""
         return all(p.repaired for p in self.problems)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "blobs": self.blobs, "hashed": self.hashed,
                 "hashed_bytes": self.hashed_bytes, "links": self.links,
                 "problems": [p.__dict__ for p in self.problems]}
@@ -74,7 +74,8 @@ def check_size(xxh3: str, expected: int, actual: int | None) -> Problem | None:
     return None
 
 
-def choose_sample(items: list, percent: float | None, rng: random.Random | None = None) -> list:
+def choose_sample(items: list[Any], percent: float | None,
+                  rng: random.Random | None = None) -> list[Any]:
     """A random `percent` of `items` (at least one when any), or all of them for None."""
     if percent is None:
         return list(items)
@@ -128,7 +129,8 @@ def md5_file(path: Path) -> tuple[str, int]:
     return hasher.hexdigest(), size
 
 
-def _fast_tier(layout: Layout, rows: list[dict], report: VerifyReport) -> list[dict]:
+def _fast_tier(layout: Layout, rows: list[dict[str, Any]],
+               report: VerifyReport) -> list[dict[str, Any]]:
     """Sizes of every blob and every view link; returns the rows whose file looks right."""
     sound = []
     for row in rows:
@@ -159,10 +161,10 @@ def _fast_tier(layout: Layout, rows: list[dict], report: VerifyReport) -> list[d
     return sound
 
 
-def balanced_batches(rows: list[dict], count: int) -> list[list[dict]]:
+def balanced_batches(rows: list[dict[str, Any]], count: int) -> list[list[dict[str, Any]]]:
     """Split rows into at most `count` batches of about equal bytes (largest first, each to the
     lightest batch), so that a few threads each hash a batch instead of one task per blob."""
-    batches: list[list[dict]] = [[] for _ in range(max(1, min(count, len(rows))))]
+    batches: list[list[dict[str, Any]]] = [[] for _ in range(max(1, min(count, len(rows))))]
     loads = [0] * len(batches)
     for row in sorted(rows, key=lambda r: int(r["size"]), reverse=True):
         lightest = loads.index(min(loads))
@@ -171,8 +173,10 @@ def balanced_batches(rows: list[dict], count: int) -> list[list[dict]]:
     return [batch for batch in batches if batch]
 
 
-def _full_tier(layout: Layout, rows: list[dict], report: VerifyReport, workers: int) -> None:
-    def work(batch: list[dict]) -> list[tuple[dict, str | None, int, str | None]]:
+def _full_tier(layout: Layout, rows: list[dict[str, Any]], report: VerifyReport,
+               workers: int) -> None:
+    def work(batch: list[dict[str, Any]]
+             ) -> list[tuple[dict[str, Any], str | None, int, str | None]]:
         done = []
         for row in batch:
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +10,14 @@ import pytest
 
 from ccfcache.demo.archive import Manifest, generate_archive
 from ccfcache.demo.server import ArchiveServer, esa_mounts
+
+
+@pytest.fixture(autouse=True)
+def _no_ccfcache_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No CCFCACHE_* variable of the developer's shell reaches a test (a test sets its own)."""
+    for name in list(os.environ):
+        if name.startswith("CCFCACHE_"):
+            monkeypatch.delenv(name)
 
 
 @pytest.fixture(scope="session")

@@ -18,11 +18,16 @@ from pathlib import Path
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from ccfcache.dates import is_valid_date, normalise_date, resolve_date
+from ccfcache.dates import normalise_date, resolve_date
 from ccfcache.errors import CcfCacheError, InvalidDate, InvalidHeader, InvalidName
 from ccfcache.headers import BLOCK, header_end, parse_header, read_header_file
-from ccfcache.listing import list_directory, parse_html_listing, parse_row_date, parse_size
-from ccfcache.names import SCOPES, canonical_name, is_constituent_name, parse_name
+from ccfcache.listing import (
+    list_directory,
+    parse_html_listing,
+    parse_listed_size,
+    parse_row_date,
+)
+from ccfcache.names import SCOPES, canonical_name, parse_name
 
 SOAK = bool(os.environ.get("CCFCACHE_SOAK"))  # soak mode: ten times more examples
 FAST = settings(max_examples=1500 if SOAK else 150, deadline=None,
@@ -33,6 +38,44 @@ ANY_TEXT = st.text(alphabet=st.characters(codec="utf-8"), max_size=80)
 NAME_RE = re.compile(r"[A-Z][A-Z0-9]{0,4}_[A-Z][A-Z0-9]{0,16}_[0-9]{4}\.CCF")
 ALL_INPUT = st.one_of(ANY_TEXT, st.none(), st.integers(), st.binary(max_size=20),
                       st.floats(allow_nan=True), st.lists(st.integers(), max_size=2))
+
+
+def expected_name(text: object) -> str | None:
+    """The oracle for names, written apart from ccfcache.names: the canonical name `text`
+    stands for (ASCII, any case, SCOPE_TYPEID_IIII.CCF with a known scope), else None."""
+    if not isinstance(text, str) or not text.isascii():
+        return None
+    upper = text.upper()
+    if not upper.endswith(".CCF"):
+        return None
+    parts = upper[:-4].split("_")
+    if len(parts) != 3:
+        return None
+    scope, typeid, issue = parts
+    if scope not in SCOPES or not typeid[:1].isalpha() or not typeid.isalnum():
+        return None
+    if len(typeid) > 17 or len(issue) != 4 or not issue.isdigit():
+        return None
+    return upper
+
+
+_MOMENT_RE = re.compile(
+    r"\s*(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2}):(\d{2})(?:\.\d*)?Z?)?\s*")
+
+
+def expected_moment(text: object) -> str | None:
+    """The oracle for dates, apart from ccfcache.dates: the normalised form of a real
+    calendar moment written YYYY-MM-DD[(T| )hh:mm:ss[.fff][Z]], else None (other spellings
+    are not judged)."""
+    match = _MOMENT_RE.fullmatch(text) if isinstance(text, str) else None
+    if match is None:
+        return None
+    numbers = [int(g) if g is not None else 0 for g in match.groups()]
+    try:
+        moment = datetime(*numbers)  # type: ignore[misc]
+    except ValueError:
+        return None
+    return f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}"
 
 
 def one_line(exc: BaseException) -> None:
@@ -69,13 +112,15 @@ def mutated_names(draw) -> str:
 @FAST
 @given(st.one_of(ALL_INPUT, valid_names, mutated_names()))
 def test_fuzz_parse_name(text) -> None:
+    expected = expected_name(text)
     try:
         parts = parse_name(text)
     except InvalidName as exc:
         one_line(exc)
-        assert not is_constituent_name(text)
+        assert expected is None, f"{text!r} is the name {expected} but was refused"
         return
     canonical = parts.name
+    assert canonical == expected
     assert NAME_RE.fullmatch(canonical) and canonical.isascii()
     assert parts.scope in SCOPES and 0 <= parts.issue <= 9999
     assert parse_name(canonical) == parts  # round trip
@@ -117,12 +162,14 @@ date_like = st.builds(
 @given(st.one_of(ALL_INPUT, date_like, date_like.map(lambda d: d[:10]),
                  date_like.map(lambda d: " " + d + "\n")))
 def test_fuzz_normalise_date(text) -> None:
+    expected = expected_moment(text)
     try:
         result = normalise_date(text)
     except InvalidDate as exc:
         one_line(exc)
-        assert not is_valid_date(text)
+        assert expected is None, f"{text!r} is the moment {expected} but was refused"
         return
+    assert expected is None or result == expected
     assert len(result) == 19 and result[10] == "T"
     datetime.strptime(result, "%Y-%m-%dT%H:%M:%S")  # a real calendar moment
     assert normalise_date(result) == result  # idempotent
@@ -145,7 +192,7 @@ def test_fuzz_row_date_and_size(text: str) -> None:
     date, end = parse_row_date(text)
     assert 0 <= end <= len(text)
     assert date is None or normalise_date(date) == date
-    exact, approx = parse_size(text)
+    exact, approx = parse_listed_size(text)
     assert exact is None or exact >= 0
     assert approx is None or approx >= 0
 
@@ -286,8 +333,8 @@ def test_fuzz_http_header_values(value) -> None:
 @given(ANY_TEXT)
 def test_fuzz_cli_value_parsers(text: str) -> None:
     from ccfcache.cifbuild_params import parse_cifbuild_args
-    from ccfcache.prune import parse_duration
-    from ccfcache.prune import parse_size as parse_byte_size
+    from ccfcache.units import parse_duration
+    from ccfcache.units import parse_size as parse_byte_size
 
     for parser in (parse_duration, parse_byte_size):
         try:

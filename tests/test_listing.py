@@ -18,7 +18,7 @@ from ccfcache.listing import (
     list_directory,
     looks_truncated,
     parse_html_listing,
-    parse_size,
+    parse_listed_size,
 )
 from ccfcache.names import parse_name
 
@@ -318,8 +318,8 @@ def test_error_message_is_one_line() -> None:
         ("", (None, None)),
     ],
 )
-def test_parse_size(text: str, expected: tuple[int | None, int | None]) -> None:
-    assert parse_size(text) == expected
+def test_parse_listed_size(text: str, expected: tuple[int | None, int | None]) -> None:
+    assert parse_listed_size(text) == expected
 
 
 # --- fuzzing ----------------------------------------------------------------------------------

@@ -263,3 +263,27 @@ def test_selection_from_the_exported_mif_equals_ccfcache_cif(
             other = chosen.get((row["scope"], row["typeid"]))
             if other is None or key(other) != key(row):
                 assert evaldate[row["name"]] and evaldate[row["name"]] < obs
+
+
+def test_mif_bytes_are_what_write_mif_writes(index: Index, tmp_path: Path) -> None:
+    """The mount shows `mif_bytes`; `ccfcache mif` writes the same bytes."""
+    from datetime import UTC, datetime
+
+    from ccfcache.mif import mif_bytes
+
+    rows = [{"id": n, "name": f"EPN_CTI_{n:04d}.CCF", "size": 10 + n, "header_digest": f"d{n}",
+             "telescop": "XMM", "scope": "EPN", "typeid": "CTI", "issue": n,
+             "valdate": DATES[0], "subdate": DATES[n], "evaldate": None, "date": DATES[0],
+             "extsequ": "ANY", "extseqid": "T", "creator": "test", "category": "XMMCCF",
+             "header_error": None, "md5": f"{n:032x}", "listed": True, "withdrawn": False}
+            for n in (1, 2)]
+    fill(index, rows)
+    moment = datetime(2026, 1, 1, tzinfo=UTC)
+    out = tmp_path / "ccf.mif"
+    data, listed = mif_bytes(index, calindexset=str(out), now=moment)
+    write_mif(index, out, now=moment)
+    assert out.read_bytes() == data and len(data) % 2880 == 0
+    assert [r["name"] for r in listed] == [r["name"] for r in read_cif(out).rows]
+    assert [r["name"] for r in read_cif(out).rows] == ["EPN_CTI_0001.CCF", "EPN_CTI_0002.CCF"]
+    older, _ = mif_bytes(index, DATES[1], now=moment)  # as of DATES[1]: issue 2 not yet out
+    assert b"EPN_CTI_0002.CCF" not in older and b"EPN_CTI_0001.CCF" in older

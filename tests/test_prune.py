@@ -13,18 +13,16 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ccfcache import UsageError
 from ccfcache.cli import app
 from ccfcache.demo.archive import Manifest, generate_archive
 from ccfcache.demo.server import esa_mounts
 from ccfcache.locks import hostname
 from ccfcache.prune import (
     BlobRow,
-    parse_duration,
-    parse_size,
     plan_prune,
     plan_prune_for,
 )
+from ccfcache.units import parse_duration
 
 OBS, LATER = "2019-01-01T00:00:00", "2026-06-01T00:00:00"
 DAY = 86400.0
@@ -92,19 +90,6 @@ def test_plan_tmp_grace_and_views():
                       views=views, kept_views={Path("/v/pinned")}, missing={"c" * 32})
     assert plan.tmp == [Path("/t/old.part")] and plan.tmp_bytes == 10
     assert plan.views == [Path("/v/2"), Path("/v/3")]
-
-
-def test_parse_duration_and_size():
-    assert parse_duration("30d") == 30 * DAY and parse_duration("12h") == 12 * 3600
-    assert parse_duration("90") == 90 and parse_duration("2w") == 14 * DAY
-    assert parse_size("2G") == 2 * 1024**3 and parse_size("2GB") == 2 * 10**9
-    assert parse_size("1.5M") == int(1.5 * 1024**2) and parse_size("512") == 512
-    assert parse_size("3KiB") == 3072
-    for bad in ("", "30x", "-1d", "1.2.3"):
-        with pytest.raises(UsageError):
-            parse_duration(bad)
-    with pytest.raises(UsageError):
-        parse_size("2Q")
 
 
 # -- against the server ---------------------------------------------------------------------------

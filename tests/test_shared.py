@@ -114,17 +114,14 @@ def full_gets(server) -> Counter:
 
 
 def verify_clean(root: Path) -> int:
-    """ccfcache.verify when it exists, else: every blob hashes to its name and is read-only,
-    no partial download or lock is left, the index is intact. Returns the blob count."""
+    """`ccfcache verify` passes, every blob hashes to its name and is read-only, no partial
+    download or lock is left, the index is intact. Returns the blob count."""
     layout = Layout(root)
     blobs = [p for p in layout.blobs.rglob("*") if p.is_file()]
-    from ccfcache.cli import command_names
-
-    if "verify" in command_names():
-        done = subprocess.run([sys.executable, "-c", "from ccfcache.entry import main; main()",
-                               "verify", "--cache-dir", str(root)],
-                              capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr
+    done = subprocess.run([sys.executable, "-c", "from ccfcache.entry import main; main()",
+                           "verify", "--cache-dir", str(root)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
     for blob in blobs:
         assert xxhash.xxh3_128_hexdigest(blob.read_bytes()) == blob.name, blob
         assert stat.S_IMODE(blob.stat().st_mode) == 0o444, blob
@@ -190,18 +187,14 @@ def test_sixteen_processes_on_a_cold_cache(tmp_path, server, source_urls, archiv
     """9 `cif` (three date pairs), 4 `sync`, 3 `fetch` and a `prune` start together on an
     empty cache, spread over four hostnames (so both lock rules, pid check and heartbeat, are in
     play): all exit 0, each content is downloaded exactly once, the cache verifies clean."""
-    from ccfcache.cli import command_names
-
     if UTS_SKIP:
         print(f"all processes on one host: {UTS_SKIP}")
     root = cold_cache(tmp_path / "cache", source_urls)
     go = tmp_path / "go"
     jobs = many_jobs(tmp_path, archive.full_names()[::4], HOSTS)
     assert len(jobs) >= 16
-    if "prune" in command_names():  # the default prune (withdrawn, superseded, old temporaries)
-        jobs.insert(8, command(["prune"], "ccf-node-d" if HOSTS[1:] else None))
-    else:
-        print("no `prune` command in this tree: the concurrency test runs without it")
+    # the default prune (withdrawn, superseded, old temporaries) runs among them
+    jobs.insert(8, command(["prune"], "ccf-node-d" if HOSTS[1:] else None))
     done = run_all(jobs, base_env(root, go), go)
     check_outcome(done, root, server, archive, tmp_path)
     assert json.loads((root / FORMAT_FILE).read_text())["lock_protocol"] == 1

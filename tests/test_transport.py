@@ -399,3 +399,17 @@ def test_proxy_variables_are_honoured_as_curl_does(tmp_path, archive, monkeypatc
         else:
             assert all("test-squid" in value for value in via), via
             assert any(name in line for line in proxy.access_log())
+
+
+def test_md5_is_not_used_for_security() -> None:
+    """Every MD5 of the package says usedforsecurity=False, so FIPS hosts can compute it
+    (a FIPS OpenSSL refuses a plain hashlib.md5())."""
+    import re
+
+    package = Path(__file__).resolve().parents[1] / "ccfcache"
+    calls = []
+    for path in sorted(package.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        calls += [(path.name, call) for call in re.findall(r"hashlib\.md5\([^)]*\)", text)]
+    assert calls
+    assert [c for c in calls if "usedforsecurity=False" not in c[1]] == []

@@ -32,7 +32,7 @@ def prune(
     as_json: JsonFlag = False,
 ) -> None:
     """Remove withdrawn, superseded or unused contents not pinned by a CIF, old temporaries."""
-    from ..prune import parse_duration, parse_size
+    from ..units import parse_duration, parse_size
 
     try:
         age = parse_duration(older_than) if older_than is not None else None

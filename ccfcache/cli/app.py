@@ -9,10 +9,9 @@ arguments (as `cifbuild` does).
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -61,7 +60,9 @@ def main(
             logger.setLevel(logging.INFO)
             logger.addHandler(handler)
     if offline:
-        os.environ["CCFCACHE_OFFLINE"] = "1"
+        from ..config import set_offline
+
+        set_offline()
 
 
 # -- registrations: one line per command --------------------------------------------------------
@@ -118,6 +119,6 @@ def command_names() -> list[str]:
     """Every command name (used by the docs test)."""
     names = []
     for info in app.registered_commands:
-        callback: Callable = info.callback  # type: ignore[assignment]
+        callback: Callable[Any] = info.callback  # type: ignore[assignment]
         names.append(info.name or callback.__name__.replace("_", "-"))
     return names

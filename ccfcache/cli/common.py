@@ -92,7 +92,7 @@ class _Interrupt:
 
     def _handle(self, signum: int, frame: object) -> None:
         from ..locks import release_all_held
-        from ..progress import human_bytes
+        from ..units import human_bytes
 
         message = "interrupted"
         tally = getattr(self.progress, "tally", None)
@@ -114,7 +114,7 @@ class _Interrupt:
 
 @contextmanager
 def open_cache(cache_dir: Path | None, *, progress: bool = True, create: bool = True,
-               sources: list[str] | None = None, **kwargs: Any) -> Iterator:
+               sources: list[str] | None = None, **kwargs: Any) -> Iterator[Any]:
     """A Cache for one command; library errors become one-line CLI errors.
 
     `create=False` (commands that only read) refuses a folder that is not a cache instead of
@@ -194,7 +194,7 @@ def print_table(columns: list[str], rows: list[list[Any]], title: str | None = N
 
 def human(size: int | None) -> str:
     """A size for people (1.2 MB); '?' when unknown."""
-    from ..progress import human_bytes
+    from ..units import human_bytes
 
     return "?" if size is None else human_bytes(size)
 

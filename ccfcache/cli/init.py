@@ -22,6 +22,11 @@ def init(
         Path | None,
         typer.Option("--site-dir", help="A read-only site cache to read before this one."),
     ] = None,
+    sqlite_vfs: Annotated[
+        str | None,
+        typer.Option("--sqlite-vfs", help="SQLite VFS every process must use, e.g. "
+                     "unix-dotfile on a mount without byte-range locks ('' removes it)."),
+    ] = None,
     cache_dir: CacheDir = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -31,7 +36,7 @@ def init(
 
     try:  # not through Cache: its settings would read a config.json init is about to write
         summary = init_cache(resolve_cache_dir(cache_dir), shared=shared, group=group,
-                             site_dir=site_dir)
+                             site_dir=site_dir, sqlite_vfs=sqlite_vfs)
     except CcfCacheError as exc:
         fail(str(exc).splitlines()[0])
     if as_json:

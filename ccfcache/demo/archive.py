@@ -761,7 +761,8 @@ def generate_archive(
                 name=spec.name, scope=spec.scope, typeid=spec.typeid, issue=spec.issue,
                 valdate=spec.valdate, evaldate=spec.evaldate, subdate=spec.subdate,
                 date=spec.date[:19], category=spec.category, size=len(data),
-                md5=hashlib.md5(data).hexdigest(), in_full=in_full, in_valid=in_valid,
+                md5=hashlib.md5(data, usedforsecurity=False).hexdigest(), in_full=in_full,
+                in_valid=in_valid,
             )
             if in_full:
                 _write(manifest.full_dir / spec.name, data, spec.subdate)

@@ -9,6 +9,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 OBS_DATE = "2021-03-10T00:21:11"
 ANALYSIS_DATE = "2021-03-25T09:56:39"
@@ -25,7 +26,7 @@ NEXT_STEPS = """next, against ESA's real archive (the default sources; your user
 
 
 def run_demo(workdir: Path | None = None, *, scale: float = 200.0, keep: bool | None = None,
-             echo: Callable[[str], None] = print) -> dict:
+             echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the demo in `workdir` (a new temporary folder by default); return its figures.
 
     A temporary folder is removed at the end unless `keep`; a given `workdir` is kept (and
@@ -52,7 +53,7 @@ def run_demo(workdir: Path | None = None, *, scale: float = 200.0, keep: bool | 
     return figures
 
 
-def _run(workdir: Path, scale: float, echo: Callable[[str], None]) -> dict:
+def _run(workdir: Path, scale: float, echo: Callable[[str], None]) -> dict[str, Any]:
     from ..cache import Cache
     from .archive import generate_archive
     from .server import ArchiveServer, esa_mounts
