@@ -69,7 +69,7 @@ def roll_back_journal(db: Path) -> bool:
     """Let SQLite roll back the hot journal an interrupted write (kill -9, power loss) left,
     as the next writer would: an interrupted index is not a corrupt one. True when a journal
     was there and is gone now (this needs write access to the cache folder)."""
-    from .layout import index_uri
+    from .index import open_as_writer
 
     journal = db.with_name(db.name + "-journal")
     try:
@@ -79,11 +79,7 @@ def roll_back_journal(db: Path) -> bool:
     except OSError:
         return False
     try:
-        conn = sqlite3.connect(index_uri(db), uri=True, timeout=30)
-        try:
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        finally:
-            conn.close()
+        open_as_writer(db)
     except sqlite3.DatabaseError:
         return False
     return not journal.exists()

@@ -940,6 +940,19 @@ _UPSERT_CONSTITUENT = (
 
 
 # -- checking an index file -------------------------------------------------------------------
+def open_as_writer(path: Path) -> None:
+    """Open the index file read-write and read its schema, as the next writer would: SQLite
+    rolls back a hot journal left by a killed writer. Raises sqlite3.DatabaseError when the
+    file is not a sound database."""
+    from .layout import index_uri
+
+    conn = sqlite3.connect(index_uri(path), uri=True, timeout=30)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    finally:
+        conn.close()
+
+
 def integrity_rows(path: Path) -> tuple[list[tuple[Any, ...]], set[str]]:
     """`PRAGMA integrity_check` output and (when it says ok) the table names of an index
     file opened read-only; raises sqlite3.DatabaseError when it is not a database."""

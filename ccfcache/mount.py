@@ -131,7 +131,8 @@ def check_mount_point(path: Path) -> Path:
                 f"{target} is a dead mount (its process was killed): run "
                 f"`ccfcache umount --lazy {target}` first") from None
         raise UsageError(f"{target} is already mounted ({kind}): run `ccfcache umount "
-                         f"{target}` first, or choose another folder")
+                         f"{target}` first (`ccfcache umount --lazy {target}` if its process "
+                         "was killed), or choose another folder")
     if not target.exists():
         try:
             target.mkdir(parents=True)

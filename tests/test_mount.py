@@ -422,7 +422,8 @@ def test_mount_refuses_a_mounted_or_non_empty_folder_and_umount_stops_it(mount, 
     assert again.returncode == 1
     assert again.stderr.strip().splitlines() == [
         f"ccfcache: error: {mounted.point} is already mounted (fuse.ccfcache): run "
-        f"`ccfcache umount {mounted.point}` first, or choose another folder"]
+        f"`ccfcache umount {mounted.point}` first (`ccfcache umount --lazy {mounted.point}` "
+        "if its process was killed), or choose another folder"]
     full = tmp_path / "full"
     full.mkdir()
     (full / "notes.txt").write_text("mine")
