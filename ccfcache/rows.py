@@ -166,22 +166,11 @@ class CifRecord(Row):
 
 
 @dataclass(frozen=True, slots=True)
-class ConstituentStatus(Row):
+class ConstituentStatus(ConstituentRow):
     """A constituent as `Cache.ls` shows it: its newest listed version (fields None when no
     source lists it), how many sources list it, `status` ("listed" or "withdrawn") and
     whether its bytes are `local`."""
 
-    name: str
-    scope: str | None
-    typeid: str | None
-    issue: int | None
-    withdrawn_at: float | None
-    version_id: int | None
-    size: int | None
-    subdate: str | None
-    xxh3: str | None
-    header_error: str | None
-    sources: int
     status: str
     local: bool
 
