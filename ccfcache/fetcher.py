@@ -3,6 +3,7 @@ and hosts (a lock per content), parallel, resumable, verified before it is publi
 
 from __future__ import annotations
 
+import email.utils
 import random
 import sys
 import time
@@ -21,7 +22,7 @@ from .index import MIF_DIGEST_PREFIX, Index
 from .locks import content_key, content_lock
 from .progress import NullProgress, Progress
 from .routes import BOOK, rank_routes
-from .rows import Version
+from .rows import FetchedUnder, Version
 from .sources import Source
 from .store import BlobInfo, BlobStore, StreamHasher
 from .transport import Validators
@@ -45,6 +46,34 @@ def is_from_mif(version: Mapping[str, Any]) -> bool:
     return str(version.get("header_digest") or "").startswith(MIF_DIGEST_PREFIX)
 
 
+def http_time(value: str | None) -> float | None:
+    """A Last-Modified value (RFC 1123, as servers write it) as a POSIX time; None when
+    absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def another_state(fetched: FetchedUnder | None, source: str, now: Validators) -> bool:
+    """True when the server says outright that the file it serves now is another state than
+    the one a content was fetched under (pure): from the same source, another ETag (or,
+    without ETags, another Last-Modified); from any source, a Last-Modified later than the
+    time the content was fetched. Without such a statement (no record, no validators, the
+    same ones): False, and bytes that differ are a corrupted transfer, never a new content."""
+    if fetched is None:
+        return False
+    if fetched.source == source:
+        if fetched.etag and now.etag:
+            return fetched.etag != now.etag
+        if fetched.last_modified and now.last_modified:
+            return fetched.last_modified != now.last_modified
+    modified = http_time(now.last_modified)
+    return modified is not None and fetched.at is not None and modified > fetched.at
+
+
 def _header_matches(partial: Path, version: Version) -> bool:
     size = int(version.header_size or 0)
     with open(partial, "rb") as handle:
@@ -63,6 +92,8 @@ class Fetcher:
         self.workers = workers
         self.progress = progress or NullProgress()
         self._learned: dict[int, Version] = {}  # versions whose hashes a site cache told
+        # versions whose download found the server's new data: their new content, by old id
+        self._renewed: dict[int, Version] = {}
 
     def local_path(self, version: Version) -> Path | None:
         """The blob of a version if it is stored and complete."""
@@ -72,7 +103,9 @@ class Fetcher:
 
     def refreshed(self, versions: list[Version]) -> list[Version]:
         """The same versions with the hashes learned since they were read (fetched, or found
-        in the site cache): what a CIF records."""
+        in the site cache; a new content when the server's data changed): what a CIF
+        records."""
+        versions = [self._renewed.get(v.id, v) for v in versions]
         if all(v.xxh3 and v.md5 for v in versions):
             return versions
         fresh = self.index.versions_by_id([v.id for v in versions if not (v.xxh3 and v.md5)])
@@ -198,16 +231,21 @@ class Fetcher:
             started = time.monotonic()
             try:
                 hasher = StreamHasher()
-                download(transport, name, partial, size, Validators(etag=etags[url], size=size),
-                         hasher, policy=policy, remote=hrefs[url])
+                got = download(transport, name, partial, size,
+                               Validators(etag=etags[url], size=size), hasher, policy=policy,
+                               remote=hrefs[url])
                 if not is_from_mif(version) and not _header_matches(partial.path, version):
                     partial.discard()
                     raise FetchError(
                         f"{name}: the bytes on {url} differ from the header read at sync "
                         "(the file changed on the server); run `ccfcache sync`"
                     )
+                # bytes other than those fetched before are a new content only when the
+                # server says the file changed since (repair never: it restores the known)
+                renewed = (not repair and version.xxh3 is not None
+                           and another_state(version.fetched_under(), url, got))
                 info = self.store.publish(
-                    partial.path, size, version.xxh3, streamed=hasher,
+                    partial.path, size, None if renewed else version.xxh3, streamed=hasher,
                     expected_md5=version.md5 if is_from_mif(version) else None,
                     replace=repair)
             except CcfCacheError as exc:
@@ -215,9 +253,16 @@ class Fetcher:
                 errors.append(str(exc))
                 continue
             BOOK.success(url, size, time.monotonic() - started)
-            self._record(version, info)
+            self._record(version, info, FetchedUnder(url, got.etag, got.last_modified,
+                                                     time.time()))
             return self.store.path(info.xxh3)
         raise FetchError(errors[-1] if len(errors) == 1 else "; ".join(errors))
 
-    def _record(self, version: Version, info: BlobInfo) -> None:
-        self.index.record_download(version.id, info.xxh3, info.md5, info.size, time.time())
+    def _record(self, version: Version, info: BlobInfo, fetched: FetchedUnder) -> None:
+        if version.xxh3 is not None and info.xxh3 != version.xxh3:
+            # the file changed on the server in its data only: a new content of the name
+            self._renewed[version.id] = self.index.record_new_content(
+                version.id, info.xxh3, info.md5, info.size, time.time(), fetched)
+            return
+        self.index.record_download(version.id, info.xxh3, info.md5, info.size, time.time(),
+                                   fetched)

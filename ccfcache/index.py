@@ -7,8 +7,12 @@ Tables (see docs/layout.md):
 - `constituents` one row per name ever listed; `withdrawn_at` set when no source lists it.
 - `listings`     (source, name) -> what that source lists now, and which version it serves.
 - `versions`     one row per content of a name: header keywords, `header_digest`, size, and
-                 `xxh3`/`md5` once fetched. Unique on (name, size, header_digest) and on
-                 (name, xxh3): a name whose bytes change gets a new row; old rows are kept.
+                 `xxh3`/`md5` once fetched, with the validators it was fetched under
+                 (`fetched_source`, `fetched_etag`, `fetched_last_modified`, `fetched_at`).
+                 Unique on (name, xxh3), and on (name, size, header_digest) among versions
+                 not fetched yet: a name whose bytes change gets a new row (a new header at
+                 sync; new data under the same header when a download finds other bytes
+                 under new validators); old rows are kept.
 - `blobs`        one row per stored content (xxh3), with size, md5 and last use.
 - `cifs`         each CIF built: dates, where written, its rows, view folder, pin flag.
 """
@@ -33,6 +37,7 @@ from .rows import (
     BlobUse,
     CifRecord,
     ConstituentRow,
+    FetchedUnder,
     IndexCounts,
     KnownListing,
     ListingSource,
@@ -50,6 +55,8 @@ HEADER_COLUMNS = (
     "category", "extsequ", "extseqid", "creator",
 )  # fmt: skip
 
+FETCHED_COLUMNS = frozenset({"fetched_source", "fetched_etag", "fetched_last_modified",
+                             "fetched_at"})
 MIF_DIGEST_PREFIX = "mif-"  # the header_digest of a version recorded from a Master Index File
 BUSY_TIMEOUT_S = 60.0
 WRITE_RETRIES = 20
@@ -153,7 +160,16 @@ class Index:
         if not tables | {"versions_identity", "versions_content", "listing_validators"} <= found:
             return False
         columns = {r["name"] for r in self.query("PRAGMA table_info(listings)")}
-        return "href" in columns  # added later: an older index gains it on first write open
+        if "href" not in columns:  # added later: an older index gains it on first write open
+            return False
+        columns = {r["name"] for r in self.query("PRAGMA table_info(versions)")}
+        return FETCHED_COLUMNS <= columns and self._identity_is_partial()
+
+    def _identity_is_partial(self) -> bool:
+        """Whether `versions_identity` is unique among unfetched versions only (the schema
+        since data-only changes became new contents), not on every version."""
+        rows = self.query("SELECT sql FROM sqlite_master WHERE name = 'versions_identity'")
+        return bool(rows) and "WHERE" in str(rows[0]["sql"] or "").upper()
 
     def close(self) -> None:
         """Close the connection."""
@@ -299,6 +315,8 @@ class Index:
                 "evaldate": str, "subdate": str, "date": str, "category": str, "extsequ": str,
                 "extseqid": str, "creator": str, "header_error": str,
                 "xxh3": str, "md5": str, "first_seen": float, "last_used": float,
+                "fetched_source": str, "fetched_etag": str, "fetched_last_modified": str,
+                "fetched_at": float,
             },
             pk="id",
             if_not_exists=True,
@@ -329,10 +347,13 @@ class Index:
         if "href" not in {r["name"] for r in self.query("PRAGMA table_info(listings)")}:
             # the file name as the source spells it (a lower-case server, `./NAME`)
             self.conn.execute("ALTER TABLE listings ADD COLUMN href TEXT")
+        self._migrate_versions()
         self.conn.execute(self._LISTING_VALIDATORS)
         ensure = "CREATE {unique} INDEX IF NOT EXISTS {name} ON {table}({cols}) {where}"
         for unique, name, table, cols, where in (
-            ("UNIQUE", "versions_identity", "versions", "name, size, header_digest", ""),
+            ("UNIQUE", "versions_identity", "versions", "name, size, header_digest",
+             "WHERE xxh3 IS NULL"),
+            ("", "versions_header", "versions", "name, size, header_digest", ""),
             ("UNIQUE", "versions_content", "versions", "name, xxh3", "WHERE xxh3 IS NOT NULL"),
             ("", "versions_group", "versions", "scope, typeid, issue", ""),
             ("", "versions_xxh3", "versions", "xxh3", ""),
@@ -342,6 +363,26 @@ class Index:
             self.conn.execute(
                 ensure.format(unique=unique, name=name, table=table, cols=cols, where=where)
             )
+
+    def _migrate_versions(self) -> None:
+        """Bring an index of an older schema to this one (inside the schema transaction):
+        the columns of the validators a content was fetched under (`fetched_at` taken from
+        when its blob was stored, else its last use: never earlier than the download), and
+        `versions_identity` unique among unfetched versions only."""
+        conn = self.conn
+        have = {r["name"] for r in self.query("PRAGMA table_info(versions)")}
+        added = False
+        for column, kind in (("fetched_source", "TEXT"), ("fetched_etag", "TEXT"),
+                             ("fetched_last_modified", "TEXT"), ("fetched_at", "FLOAT")):
+            if column not in have:
+                conn.execute(f"ALTER TABLE versions ADD COLUMN {column} {kind}")
+                added = True
+        if added:
+            conn.execute(
+                "UPDATE versions SET fetched_at = coalesce((SELECT b.stored_at FROM blobs b "
+                "WHERE b.xxh3 = versions.xxh3), last_used) WHERE xxh3 IS NOT NULL")
+        if not self._identity_is_partial():
+            conn.execute("DROP INDEX IF EXISTS versions_identity")
 
     def _check_versions(self) -> None:
         try:
@@ -497,22 +538,61 @@ class Index:
                                   [(now, version_id) for version_id in ids])
 
     def record_download(self, version_id: int, xxh3: str, md5: str, size: int,
-                        now: float) -> None:
-        """A version's bytes were stored: its hashes, and the blob (or a new use of it). The
-        same bytes recorded from a Master Index File under this name give their content to
-        this version, whose header was read (one row per (name, content))."""
+                        now: float, fetched: FetchedUnder | None = None) -> None:
+        """A version's bytes were stored: its hashes, the validators they were downloaded
+        under, and the blob (or a new use of it). The same bytes recorded from a Master Index
+        File under this name give their content to this version, whose header was read (one
+        row per (name, content))."""
+        fetched = fetched or FetchedUnder(None, None, None, now)
         with self._writing():
             self.conn.execute(
                 "UPDATE versions SET xxh3 = NULL WHERE name = (SELECT name FROM versions "
                 "WHERE id = ?) AND xxh3 = ? AND id != ? AND header_digest LIKE ?",
                 (version_id, xxh3, version_id, MIF_DIGEST_PREFIX + "%"))
             self.conn.execute(
-                "UPDATE versions SET xxh3 = ?, md5 = ?, last_used = ? WHERE id = ?",
-                (xxh3, md5, now, version_id))
-            self.conn.execute(
-                "INSERT INTO blobs (xxh3, size, md5, stored_at, last_used) VALUES (?, ?, ?, ?, ?)"
-                " ON CONFLICT(xxh3) DO UPDATE SET last_used = excluded.last_used",
-                (xxh3, size, md5, now, now))
+                "UPDATE versions SET xxh3 = ?, md5 = ?, last_used = ?, fetched_source = ?, "
+                "fetched_etag = ?, fetched_last_modified = ?, fetched_at = ? WHERE id = ?",
+                (xxh3, md5, now, fetched.source, fetched.etag, fetched.last_modified,
+                 fetched.at, version_id))
+            self._record_blob(xxh3, size, md5, now)
+
+    def _record_blob(self, xxh3: str, size: int, md5: str, now: float) -> None:
+        self.conn.execute(
+            "INSERT INTO blobs (xxh3, size, md5, stored_at, last_used) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT(xxh3) DO UPDATE SET last_used = excluded.last_used",
+            (xxh3, size, md5, now, now))
+
+    def record_new_content(self, version_id: int, xxh3: str, md5: str, size: int, now: float,
+                           fetched: FetchedUnder) -> Version:
+        """A download of this version found other bytes under other validators (the file
+        changed on the server in its data only): those bytes are a content of the name of
+        their own, with the same header (the version of the name with this xxh3, or a new
+        one), and become the name's current content: the listing rows that pointed to the
+        old version point to it. The old version and its blob stay. Returns the version."""
+        with self._writing():
+            conn = self.conn
+            old = conn.execute("SELECT * FROM versions WHERE id = ?", (version_id,)).fetchone()
+            if old is None:
+                raise CacheError(f"version {version_id} vanished from the index")
+            same = conn.execute("SELECT id FROM versions WHERE name = ? AND xxh3 = ?",
+                                (old["name"], xxh3)).fetchone()
+            if same is not None:
+                new_id = same[0]
+                conn.execute("UPDATE versions SET last_used = ? WHERE id = ?", (now, new_id))
+            else:
+                row = {c: old[c] for c in _VERSION_COLUMNS}
+                row.update(xxh3=xxh3, md5=md5, first_seen=now)
+                new_id = conn.execute(_INSERT_VERSION,
+                                      tuple(row[c] for c in _VERSION_COLUMNS)).lastrowid
+                conn.execute("UPDATE versions SET last_used = ?, fetched_source = ?, "
+                             "fetched_etag = ?, fetched_last_modified = ?, fetched_at = ? "
+                             "WHERE id = ?", (now, fetched.source, fetched.etag,
+                                              fetched.last_modified, fetched.at, new_id))
+            conn.execute("UPDATE listings SET version_id = ? WHERE version_id = ?",
+                         (new_id, version_id))
+            self._record_blob(xxh3, size, md5, now)
+            found = conn.execute("SELECT * FROM versions WHERE id = ?", (new_id,)).fetchone()
+        return Version.from_mapping(found)
 
     # -- sync -----------------------------------------------------------------------------
     def synced_once(self) -> bool:
@@ -548,10 +628,9 @@ class Index:
             conn = self.conn
             for head in heads:
                 fields = head.fields
-                found = conn.execute(
-                    "SELECT id FROM versions WHERE name = ? AND size = ? AND header_digest = ?",
-                    (fields["name"], fields["size"], fields["header_digest"]),
-                ).fetchone()
+                found = conn.execute(_SAME_HEADER, (
+                    fields["name"], fields["size"], fields["header_digest"], head.source,
+                    head.name)).fetchone()
                 if found:
                     version_id = found[0]
                 else:
@@ -655,9 +734,10 @@ class Index:
         "conflict:<xxh3>" when that version is known with other bytes (nothing written)."""
         with self._writing():
             conn = self.conn
-            found = conn.execute(
+            found = conn.execute(  # this very content first, else one not fetched yet
                 "SELECT id, xxh3 FROM versions WHERE name = ? AND size = ? "
-                "AND header_digest = ?", (name, size, header["header_digest"])).fetchone()
+                "AND header_digest = ? ORDER BY xxh3 = ? DESC, xxh3 IS NULL DESC, id DESC",
+                (name, size, header["header_digest"], xxh3)).fetchone()
             if found is not None and found["xxh3"] not in (None, xxh3):
                 return f"conflict:{found['xxh3']}"
             listed = False
@@ -920,6 +1000,11 @@ def _candidates_sql(historical: bool) -> str:
 # -- sync's writes ----------------------------------------------------------------------------
 _VERSION_COLUMNS = ("name", "size", "header_digest", "header_size", *HEADER_COLUMNS,
                     "header_error", "first_seen", "xxh3", "md5")
+# the version a header read names: among the contents with this header (several when the data
+# changed under it), the one this source's listing points to, else the newest
+_SAME_HEADER = (
+    "SELECT id FROM versions WHERE name = ? AND size = ? AND header_digest = ? ORDER BY "
+    "id = (SELECT version_id FROM listings WHERE source = ? AND name = ?) DESC, id DESC LIMIT 1")
 _INSERT_VERSION = (f"INSERT INTO versions ({', '.join(_VERSION_COLUMNS)}) "
                    f"VALUES ({', '.join('?' * len(_VERSION_COLUMNS))})")
 _UPSERT_LISTING = (

@@ -22,7 +22,8 @@ _CURRENT_ROW_SQL = (  # the content Cache.current_version() would pick (stored o
 )
 _CONTENT_SQL = (
     "SELECT xxh3, md5 FROM versions WHERE name = ? AND size = ? AND header_digest = ? "
-    "AND xxh3 IS NOT NULL LIMIT 1"
+    "AND xxh3 IS NOT NULL ORDER BY EXISTS (SELECT 1 FROM listings l WHERE l.version_id = "
+    "versions.id) DESC, id DESC LIMIT 1"  # several when the data changed: the listed, newest
 )
 
 

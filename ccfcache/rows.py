@@ -68,6 +68,29 @@ class Version(Row):
     first_seen: float | None = None
     last_used: float | None = None
     sources: str | None = None
+    fetched_source: str | None = None  # the validators its bytes were downloaded under
+    fetched_etag: str | None = None
+    fetched_last_modified: str | None = None
+    fetched_at: float | None = None  # when (never earlier than the download)
+
+    def fetched_under(self) -> FetchedUnder | None:
+        """What the server said of the bytes when this content was fetched (None: not
+        fetched, or nothing recorded)."""
+        if self.xxh3 is None or (self.fetched_at is None and self.fetched_source is None):
+            return None
+        return FetchedUnder(self.fetched_source, self.fetched_etag,
+                            self.fetched_last_modified, self.fetched_at)
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedUnder(Row):
+    """The source and validators (ETag, Last-Modified as the server wrote it) a content's
+    bytes were downloaded under, and when."""
+
+    source: str | None
+    etag: str | None
+    last_modified: str | None
+    at: float | None
 
 
 @dataclass(frozen=True, slots=True)

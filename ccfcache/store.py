@@ -211,8 +211,9 @@ class BlobStore:
             _discard(meta_path(partial))
             raise FetchError(
                 f"{partial.name}: the bytes downloaded (xxh3 {info.xxh3}) differ from this "
-                f"content as fetched before (xxh3 {expected_xxh3}); not stored (the file "
-                "changed on the server, or the transfer was corrupted: run `ccfcache sync`)"
+                f"content as fetched before (xxh3 {expected_xxh3}) while the server does not "
+                "say the file changed since (same ETag or date); not stored (a corrupted "
+                "transfer or a proxy's stale copy: try again, or run `ccfcache sync`)"
             )
         if expected_md5 and info.md5 != expected_md5:
             _discard(partial)
