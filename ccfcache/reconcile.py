@@ -26,6 +26,7 @@ class SyncPlan:
     withdrawn: list[str] = field(default_factory=list)  # names no source lists any more
     reappeared: list[str] = field(default_factory=list)  # withdrawn names listed again
     listed_names: int = 0
+    unchanged_sources: dict[str, int] = field(default_factory=dict)  # 304: url -> rows listed
 
 
 def entry_changed(entry: ListingEntry, known: Mapping[str, object]) -> bool:

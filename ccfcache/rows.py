@@ -104,6 +104,7 @@ class KnownListing(Row):
     mtime: str | None
     version_id: int | None
     header_error: str | None = None  # its version's: an unreadable header is read again
+    href: str | None = None  # the link as the listing wrote it (None: the name)
 
 
 @dataclass(frozen=True, slots=True)

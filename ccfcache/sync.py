@@ -19,7 +19,7 @@ from .listing import Listing, ListingEntry
 from .progress import NullProgress, Progress
 from .reconcile import SyncPlan, check_withdrawal_safety, plan_sync
 from .routes import BOOK, RouteBook, group_routes, rank_routes
-from .rows import KnownListing, ListingWrite
+from .rows import ListingWrite
 from .sources import Head, Source
 from .transport import ListingValidators, NotModified
 
@@ -73,15 +73,31 @@ def fetch_listings(sources: list[Source], index: Index | None = None,
     return listings, unchanged
 
 
-def _listing_from_index(url: str, known: dict[tuple[str, str], KnownListing]) -> Listing:
-    """The listing of a source that answered 304, as the index recorded it (every entry
-    unchanged for `plan_sync`)."""
-    listing = Listing(source=url)
-    for (source, name), row in known.items():
-        if source == url:
-            listing.entries[name] = ListingEntry(name=name, href=name, size=None,
-                                                 size_hint=row.size_hint, mtime=row.mtime)
-    return listing
+def plan_from_index(index: Index, listings: dict[str, Listing],
+                    not_modified: set[str]) -> SyncPlan:
+    """The sync plan. A listing that changed is compared with the index's rows of its source
+    (`plan_sync`, pure); a source whose listing did not change (304) is judged in SQL without
+    loading its rows (100,000 rows took seconds in Python): only its rows whose header is
+    unread or unreadable, or whose listing shows neither size nor date, are read again."""
+    changed = sorted(listings)
+    known = {(row.source, row.name): row for row in index.known_listings(changed)}
+    withdrawn_names = index.withdrawn_names()
+    # active names that no 304 source lists: withdrawn unless a changed listing lists them
+    # (rows of a source no longer configured do not count)
+    candidates = index.active_unlisted_by(sorted(not_modified))
+    plan = plan_sync(listings, known, candidates, withdrawn_names)
+    stale = index.stale_listings(sorted(not_modified))
+    plan.to_read += [(row.source, ListingEntry(name=row.name, href=row.href or row.name,
+                                               size=row.size, size_hint=row.size_hint,
+                                               mtime=row.mtime)) for row in stale]
+    counts = index.listing_counts(sorted(not_modified))
+    plan.unchanged += sum(counts.values()) - len(stale)
+    plan.unchanged_sources = counts
+    plan.reappeared = sorted(set(plan.reappeared)
+                             | set(index.withdrawn_listed_by(sorted(not_modified))))
+    # rows of sources no longer configured are dropped like names a source stopped listing
+    plan.dropped += index.listings_outside(changed + sorted(not_modified))
+    return plan
 
 
 def _version_fields(name: str, head: Head) -> dict[str, Any]:
@@ -160,7 +176,8 @@ def read_heads(
     `keep_header` receives each readable primary header's bytes (the store keeps them for
     the mount's header reads); failing to keep one does not fail the sync. `on_batch`
     receives the headers read so far every BATCH_HEADERS reads or BATCH_SECONDS (and the
-    rest at the end), so that an interrupted sync keeps what it has read."""
+    rest at the end), so that an interrupted sync keeps what it has read; with it, the
+    headers are handed to it only (the list returned is empty)."""
     book = book or BOOK
 
     def read(group: list[tuple[str, ListingEntry]]
@@ -219,7 +236,8 @@ def read_heads(
                     failures.append(str(exc))
                     control.record(None)
                 else:
-                    done.extend(results)
+                    if on_batch is None:  # else the batches hold them (100,000 held ~250 MB)
+                        done.extend(results)
                     pending.extend(results)
                     control.record(latency)
                 progress.advance(len(group))
@@ -237,8 +255,10 @@ def read_heads(
 def apply_sync(index: Index, plan: SyncPlan,
                heads: list[tuple[str, ListingEntry, Head, dict[str, Any]]],
                listings: dict[str, Listing], report: SyncReport,
-               not_modified: set[str] = frozenset()) -> None:
-    """Write the outcome of a sync into the index in one short transaction."""
+               not_modified: set[str] = frozenset(),
+               read_names: set[str] | None = None) -> None:
+    """Write the outcome of a sync into the index in one short transaction (`heads`: those
+    not recorded yet; `read_names`: every name whose header this sync read)."""
     writes = _writes(heads)
     listed = {name for listing in listings.values() for name in listing.entries}
     # a listing is asked for conditionally next time only when every row of it is in the
@@ -248,13 +268,14 @@ def apply_sync(index: Index, plan: SyncPlan,
                   for url, listing in listings.items() if url not in not_modified}
     new = index.apply_sync(
         writes, dropped=plan.dropped, withdrawn=plan.withdrawn, listed=listed,
-        source_counts={url: len(listing.entries) for url, listing in listings.items()},
+        source_counts={**{url: len(listing.entries) for url, listing in listings.items()},
+                       **plan.unchanged_sources},
         now=time.time(), validators=validators)
     report.new_versions.extend(v.name for v in new)
     report.header_errors.extend(v.header_error for v in new if v.header_error)
     # a withdrawn name listed again comes back only once its header was read (a listing
     # row points to a version); until then it stays withdrawn and is retried next sync
-    read_names = {entry.name for _, entry, _, _ in heads}
+    read_names = (read_names or set()) | {entry.name for _, entry, _, _ in heads}
     report.reappeared = [name for name in plan.reappeared if name in read_names]
 
 
@@ -290,19 +311,10 @@ def sync(
     """Reconcile the index with the sources; see the module docstring."""
     progress = progress or NullProgress()
     listings, not_modified = fetch_listings(sources, index)
-    known = {(row.source, row.name): row for row in index.known_listings()}
-    for url in not_modified:
-        listings[url] = _listing_from_index(url, known)
-    urls = set(listings)
-    # rows of sources no longer configured are dropped like names a source stopped listing
-    known_rows = {key: row for key, row in known.items() if key[0] in urls}
-    states = index.name_states()
-    active = [r.name for r in states if r.withdrawn_at is None]
-    withdrawn = [r.name for r in states if r.withdrawn_at is not None]
-    plan = plan_sync(listings, known_rows, active, withdrawn)
-    plan.dropped += [key for key in known if key[0] not in urls]
+    plan = plan_from_index(index, listings, not_modified)
     report = SyncReport(
-        sources={url: len(lst.entries) for url, lst in listings.items()},
+        sources={**{url: len(lst.entries) for url, lst in listings.items()},
+                 **plan.unchanged_sources},
         rejected={url: lst.rejected for url, lst in listings.items() if lst.rejected},
         unchanged=plan.unchanged,
         withdrawn=plan.withdrawn,
@@ -310,7 +322,8 @@ def sync(
         dry_run=dry_run,
         plan_to_read=sorted({entry.name for _, entry in plan.to_read}),
     )
-    refusal = check_withdrawal_safety(plan, len(active), max_delete=max_delete, force=force)
+    refusal = check_withdrawal_safety(plan, index.active_count(), max_delete=max_delete,
+                                      force=force)
     if refusal and dry_run:
         report.refused = refusal  # a dry run shows what would change, and that it would stop
         return report
@@ -319,10 +332,15 @@ def sync(
     if dry_run:
         return report
     by_url = {source.url: source for source in sources}
+    read_names: set[str] = set()
+
+    def on_batch(batch: list[tuple[str, ListingEntry, Head, dict[str, Any]]]) -> None:
+        record_heads(index, batch, report)  # committed now: not kept until the end
+        report.read += len(batch)
+        read_names.update(entry.name for _, entry, _, _ in batch)
+
     heads, failures = read_heads(plan.to_read, by_url, workers=workers, progress=progress,
-                                 cap=header_cap, keep_header=keep_header,
-                                 on_batch=lambda batch: record_heads(index, batch, report))
-    report.read = len(heads)
+                                 cap=header_cap, keep_header=keep_header, on_batch=on_batch)
     report.failures = failures
-    apply_sync(index, plan, heads, listings, report, not_modified)
+    apply_sync(index, plan, heads, listings, report, not_modified, read_names)
     return report

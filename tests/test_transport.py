@@ -341,6 +341,36 @@ def test_lower_case_server_names_are_used_as_written(tmp_path, archive, href_for
         assert asked == {"/ccf/"} | {f"/ccf/{name.lower()}" for name in names}
 
 
+def test_unchanged_listing_reads_an_unreadable_header_again_by_its_href(tmp_path, archive
+                                                                         ) -> None:
+    """A header that was unreadable (an error page at the first sync) is read again by the
+    next sync even when the listing answers 304, under the name the listing wrote (a
+    lower-case server). Fails without the fix: the 304 path asked for the upper-case name
+    and got 404."""
+    folder = tmp_path / "lower"
+    folder.mkdir()
+    names = sorted(archive.full_names())[:3]
+    for name in names:
+        shutil.copyfile(archive.root / "full" / name, folder / name.lower())
+    broken = folder / names[1].lower()
+    good = broken.read_bytes()
+    stamp = broken.stat().st_mtime
+    broken.write_bytes(b"<html>maintenance</html>".ljust(len(good), b" "))
+    os.utime(broken, (stamp, stamp))  # same size and date: the listing cannot show the fix
+    with ArchiveServer({"/ccf/": folder}) as running, \
+            Cache(tmp_path / "cache", sources=[running.url("/ccf/")], workers=2) as cache:
+        first = cache.sync()
+        assert len(first.header_errors) == 1 and names[1] in first.header_errors[0]
+        broken.write_bytes(good)
+        os.utime(broken, (stamp, stamp))
+        running.reset_counts()
+        again = cache.sync()
+        assert running.counts("/ccf/").not_modified == 1
+        assert not again.failures and again.read == 1 and again.header_errors == []
+        assert again.unchanged == 2
+        assert cache.fetch([names[1]])[names[1]].read_bytes() == good
+
+
 @pytest.mark.parametrize("style", ["python", "plain"])
 def test_listing_without_dates_or_sizes_does_not_hide_an_in_place_change(tmp_path, archive,
                                                                          style) -> None:

@@ -545,14 +545,29 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> None:
         entries: list[tuple[str, float, int | None]] = []
         if "empty_listing" not in faults:
-            for child in folder.iterdir():
-                stat = child.stat()
-                if child.is_dir():
-                    entries.append((child.name + "/", stat.st_mtime, None))
-                else:
-                    entries.append((child.name, stat.st_mtime, stat.st_size))
+            with os.scandir(folder) as scan:
+                for child in scan:
+                    stat = child.stat()
+                    if child.is_dir():
+                        entries.append((child.name + "/", stat.st_mtime, None))
+                    else:
+                        entries.append((child.name, stat.st_mtime, stat.st_size))
         owner = self.server.owner
         host = self.headers.get("Host") or f"{owner.host}:{owner.port}"
+        newest = max([folder.stat().st_mtime] + [mtime for _, mtime, _ in entries])
+        # conditional GET, as Apache does for a static page: an ETag of the page, the newest
+        # mtime as Last-Modified; a matching If-None-Match (or a fresh If-Modified-Since) is
+        # 304. The ETag of a plain listing hashes what the page is made of (every entry and
+        # the page's options), so that a 304 does not render a page of 100,000 rows first.
+        plain = not {"listing_html", "garbage_listing", "truncated_listing",
+                     "endless_listing"} & set(faults)
+        if plain:
+            made_of = repr((sorted(entries), path, owner.listing_style, query,
+                            owner.href_form, host)).encode("utf-8")
+            etag = '"' + hashlib.md5(made_of, usedforsecurity=False).hexdigest()[:16] + '"'
+            if self._not_modified(etag, newest):
+                self._send_not_modified(path, etag, newest)
+                return
         body = render_listing(path, entries, owner.listing_style, query,
                               href_form=owner.href_form, host=host).encode("utf-8")
         if "listing_html" in faults:  # a hand-written (hostile) page, served verbatim
@@ -565,19 +580,20 @@ class _Handler(BaseHTTPRequestHandler):
         if "endless_listing" in faults:
             self._endless(body, int(faults["endless_listing"].params.get("limit", 256 << 20)))
             return
-        # conditional GET, as Apache does for a static page: an ETag of the page, the newest
-        # mtime as Last-Modified; a matching If-None-Match (or a fresh If-Modified-Since) is 304
-        etag = '"' + hashlib.md5(body, usedforsecurity=False).hexdigest()[:16] + '"'
-        newest = max([folder.stat().st_mtime] + [mtime for _, mtime, _ in entries])
+        if not plain:
+            etag = '"' + hashlib.md5(body, usedforsecurity=False).hexdigest()[:16] + '"'
+            if self._not_modified(etag, newest):
+                self._send_not_modified(path, etag, newest)
+                return
         extra = {"ETag": etag, "Last-Modified": _http_date(newest)}
-        if self._not_modified(etag, newest):
-            owner._count_not_modified(path)
-            self.send_response(304)
-            for key, value in extra.items():
-                self.send_header(key, value)
-            self.end_headers()
-            return
         self._simple(200, body, head=head, content_type="text/html;charset=UTF-8", extra=extra)
+
+    def _send_not_modified(self, path: str, etag: str, newest: float) -> None:
+        self.server.owner._count_not_modified(path)
+        self.send_response(304)
+        self.send_header("ETag", etag)
+        self.send_header("Last-Modified", _http_date(newest))
+        self.end_headers()
 
     def _not_modified(self, etag: str, newest: float) -> bool:
         match = self.headers.get("If-None-Match")
