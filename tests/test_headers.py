@@ -365,3 +365,86 @@ def test_odd_cards_elsewhere_do_not_warn_or_fail() -> None:
     # pytest turns warnings into errors: astropy's VerifyWarnings must stay inside.
     data = make_header(*FULL, "BADCARD = 'unterminated", "lowcase = 3", "X" * 80)
     assert parse_header(data, "EPN_QUANTUMEF_0019.CCF")["issue"] == 19
+
+
+# --- the plain-card reader and astropy agree ---------------------------------------------
+
+from ccfcache.headers import _astropy_keywords, _plain_keywords  # noqa: E402
+
+_KEYS = ("TELESCOP", "SCOPE", "TYPEID", "ISSUE", "VALDATE", "EVALDATE", "SUBDATE", "DATE",
+         "CATEGORY", "EXTSEQU", "EXTSEQID", "CREATOR", "OBJECT", "scope", "CONTINUE", "COMMENT")
+_STRING_TEXT = st.text(alphabet=" abcXYZ019&'/-:.T", max_size=20)
+_VALUE_FIELD = st.one_of(
+    _STRING_TEXT.map(lambda t: "'" + t.replace("'", "''") + "'"),  # a well-formed string
+    _STRING_TEXT.map(lambda t: "'" + t),  # quotes left open or odd
+    st.integers(-10**6, 10**6).map(str),
+    st.integers(0, 9999).map(lambda n: f"{n:04d}"),  # leading zeros
+    st.floats(allow_nan=False, allow_infinity=False, width=32).map(repr),
+    st.sampled_from(["T", "F", "", "1.5D3", "1e3", "(1, 2)", "abc", "+12", "-0", ".5", "1."]),
+)
+
+
+@st.composite
+def _keyword_card(draw: st.DrawFn) -> str:
+    key = draw(st.sampled_from(_KEYS))
+    field = draw(_VALUE_FIELD)
+    comment = draw(st.sampled_from(["", " / a comment", "/x", " junk"]))
+    indicator = draw(st.sampled_from(["= ", "= ", "= ", "=", "  "]))
+    lead = " " * draw(st.integers(0, 12))
+    return (f"{key:<8}{indicator}{lead}{field}{comment}")[:80].ljust(80)
+
+
+def _typed(values: dict[str, object] | None) -> list[tuple[str, str, object]] | None:
+    """Values with their types (19 and 19.0 are equal in Python, not in a header)."""
+    return None if values is None else [(k, type(v).__name__, v) for k, v in values.items()]
+
+
+def _agree_with_astropy(text: str) -> bool:
+    """True when the plain reader answered (and then it must match astropy)."""
+    plain = _plain_keywords(text)
+    if plain is None:
+        return False
+    try:
+        expected = _astropy_keywords(text, "X")
+    except InvalidHeader:
+        pytest.fail(f"astropy cannot read what the plain reader read: {plain}")
+    assert _typed(plain) == _typed(expected)
+    return True
+
+
+_HEAD = "SIMPLE  =                    T".ljust(80)
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(_keyword_card())
+def test_plain_card_reads_as_astropy_reads_it(card_text: str) -> None:
+    """One card at a time (most are plain, so the comparison runs on most examples)."""
+    _agree_with_astropy(_HEAD + card_text + "END".ljust(80))
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_keyword_card(), max_size=14))
+def test_plain_cards_read_as_astropy_reads_them(cards: list[str]) -> None:
+    """Whole headers: repeated keywords, CONTINUE after a wanted card, lower-case keywords."""
+    _agree_with_astropy(_HEAD + "".join(cards) + "END".ljust(80))
+
+
+def test_plain_reader_covers_each_value_form() -> None:
+    """The forms the property tests draw, each checked once by hand against astropy: these
+    must take the plain path (else the property tests would compare nothing)."""
+    for field in ("'EPN     '", "'a/b' / c", "19", "0019", "+12", "-0", "1.5",
+                  ".5", "1.", "1.5E3", "T", "F", "", "'   '", "''"):
+        card = f"{'ISSUE':<8}= {field}".ljust(80)
+        assert _agree_with_astropy(_HEAD + card + "END".ljust(80)), field
+
+
+def test_plain_cards_read_real_and_synthetic_headers(real_bytes: bytes) -> None:
+    """The fast reader answers for a real constituent's header and for the synthetic one (if it
+    fell back to astropy on them, the speed-up would be lost without any test failing)."""
+    end = header_end(real_bytes)
+    assert end is not None
+    real = real_bytes[:end].decode("ascii")
+    assert _plain_keywords(real) == _astropy_keywords(real, "X")
+    synthetic = make_header(*FULL).decode("ascii")
+    assert _plain_keywords(synthetic) == _astropy_keywords(synthetic, "X")
+    assert _plain_keywords(synthetic) is not None
