@@ -80,10 +80,15 @@ def make_view(store: BlobStore, rows: Sequence[Mapping[str, Any]]) -> Path:
     """A folder holding exactly these contents under their names, as relative links into
     the blob store (valid on every host that mounts the cache), created atomically; an
     existing view with dangling links is replaced (atomically too)."""
+    return _make_view(store, rows)[0]
+
+
+def _make_view(store: BlobStore, rows: Sequence[Mapping[str, Any]]) -> tuple[Path, bool]:
+    """`make_view`, and whether the view was found whole just now (every link resolves)."""
     views = store.layout.views
     final = views / view_key(rows)
     if final.is_dir() and view_is_whole(final):
-        return final
+        return final, True
     staging = views / f".tmp-{uuid.uuid4().hex}"
     try:
         staging.mkdir(parents=True)
@@ -108,7 +113,7 @@ def make_view(store: BlobStore, rows: Sequence[Mapping[str, Any]]) -> Path:
         raise CacheError(f"cannot make the view {final}: {exc.strerror or exc} "
                          f"({exc.filename}); check the space and permissions of {views}"
                          ) from exc
-    return final
+    return final, False
 
 
 def _remove_links(folder: Path) -> None:
@@ -158,8 +163,9 @@ def build_cif(
             f"{', ...' if len(names) > 5 else ''}): {first}; no CIF written"
         )
     chosen = fetcher.refreshed(chosen)  # with the hashes of what was fetched just now
-    view = make_view(store, chosen)
-    ensure_whole(index, lambda: fetcher, chosen, view, "CIF")
+    view, whole = _make_view(store, chosen)
+    if not whole:  # (an existing view was just found whole: not checked twice)
+        ensure_whole(index, lambda: fetcher, chosen, view, "CIF")
     target = Path(out) if out else store.layout.cifs / f"ccf-{obs}-{anal}-{view.name}.cif"
     target = target.expanduser().absolute()
     params = {"calindexset": str(target), "fullpath": "yes" if fullpath else "no",

@@ -60,6 +60,24 @@ def http2_available() -> bool:
     return importlib.util.find_spec("h2") is not None
 
 
+READ_BYTES = 1 << 20  # what an HTTP/1.1 connection asks the socket for at a time
+
+
+def _larger_reads() -> None:
+    """Make httpcore's HTTP/1.1 connections read up to READ_BYTES per socket read instead of
+    64 KiB: a download then costs 16x fewer chunks through h11, writes and hash updates
+    (`Cache.fetch` of a CIF's 121 files, 138.5 MB: 8.7/7.9 -> 6.2/6.1 s, user CPU 1.28 ->
+    1.04 s, side by side on a loaded machine). It is httpcore's class attribute, so it applies
+    to every httpx client in the process; a read returns what has arrived, never waits for
+    more. Left alone when httpcore no longer has it."""
+    try:
+        from httpcore._sync.http11 import HTTP11Connection
+    except ImportError:  # pragma: no cover - another httpcore layout
+        return
+    if getattr(HTTP11Connection, "READ_NUM_BYTES", READ_BYTES) < READ_BYTES:
+        HTTP11Connection.READ_NUM_BYTES = READ_BYTES
+
+
 class HttpClient:
     """An httpx client with the project's policy; one per source."""
 
@@ -67,6 +85,7 @@ class HttpClient:
                  host_connections: int | None = None) -> None:
         import httpx
 
+        _larger_reads()
         self.policy = policy
         split = urlsplit(base_url)
         self.origin = split[:2]

@@ -157,7 +157,8 @@ class Index:
             raise CacheError(
                 f"the index {self.path} is unreadable ({exc}); run `ccfcache doctor`"
             ) from exc
-        if not tables | {"versions_identity", "versions_content", "listing_validators"} <= found:
+        if not tables | {"versions_identity", "versions_content", "listing_validators",
+                         "versions_error"} <= found:
             return False
         columns = {r["name"] for r in self.query("PRAGMA table_info(listings)")}
         if "href" not in columns:  # added later: an older index gains it on first write open
@@ -356,6 +357,8 @@ class Index:
             ("", "versions_header", "versions", "name, size, header_digest", ""),
             ("UNIQUE", "versions_content", "versions", "name, xxh3", "WHERE xxh3 IS NOT NULL"),
             ("", "versions_group", "versions", "scope, typeid, issue", ""),
+            # the CIF query's unreadable headers (few): seeks instead of a scan of every version
+            ("", "versions_error", "versions", "header_error", "WHERE header_error IS NOT NULL"),
             ("", "versions_xxh3", "versions", "xxh3", ""),
             ("", "listings_name", "listings", "name", ""),
             ("", "listings_version", "listings", "version_id", ""),
@@ -405,7 +408,17 @@ class Index:
 
     # -- versions -------------------------------------------------------------------------
     def _versions(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[Version]:
-        return [Version.from_mapping(r) for r in self._rows(sql, params)]
+        rows = self._rows(sql, params)
+        if not rows:
+            return []
+        # the columns that are Version fields, found once per query (not per row)
+        columns = rows[0].keys()
+        keep = [i for i, column in enumerate(columns) if column in Version.__dataclass_fields__]
+        names = [columns[i] for i in keep]
+        if len(keep) == len(columns):
+            return [Version(**dict(zip(names, row, strict=True))) for row in rows]
+        return [Version(**{name: row[i] for name, i in zip(names, keep, strict=True)})
+                for row in rows]
 
     def current_versions(self, names: list[str] | None = None) -> list[Version]:
         """Versions some source lists now (one per version, `sources` space-joined), newest

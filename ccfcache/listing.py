@@ -27,6 +27,7 @@ from .names import parse_name
 
 MAX_LISTING_CHARS = 32 * 1024 * 1024  # a bigger "listing" is refused (ESA's is ~0.4 MB)
 _MAX_ROW_CHARS = 1024  # text kept after a link to find its date and size
+_FEED_CHARS = 1 << 20  # html.parser is fed this much at a time
 MAX_FILE_SIZE = (1 << 63) - 1  # a row showing more is rejected (SQLite's integer limit)
 MAX_REJECTED_CHARS = 200  # rejected hrefs are recorded truncated to this length
 
@@ -212,7 +213,7 @@ def detect_format(html: str) -> ListingFormat:
     return FORMATS["generic"]
 
 
-@dataclass
+@dataclass(slots=True)
 class _Link:
     href: str
     text: str = ""  # the link's own text
@@ -373,7 +374,10 @@ def parse_html_listing(html: str, source: str, fmt: ListingFormat | None = None)
     if not fmt.keep_cells:
         page, inert_tags = _INERT_TAGS_RE.subn(" ", page)
     try:
-        collector.feed(page)
+        # fed a slice at a time: html.parser copies what it is fed into its buffer, and keeps
+        # there only what it has not parsed yet (a 23 MB page was copied whole)
+        for start in range(0, len(page), _FEED_CHARS):
+            collector.feed(page[start:start + _FEED_CHARS])
         collector.close()
     except Exception as exc:  # html.parser may raise AssertionError etc. on odd markup
         raise ListingError(

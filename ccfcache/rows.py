@@ -23,6 +23,16 @@ class Row(Mapping[str, Any]):
             raise KeyError(key)
         return getattr(self, key)
 
+    # get and `in` directly (Mapping's go through __getitem__ and an exception): the CIF rule
+    # and writer read ~50 fields a row of every warm build
+    def get(self, key: str, default: Any = None) -> Any:
+        if key in self.__dataclass_fields__:
+            return getattr(self, key)
+        return default
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.__dataclass_fields__
+
     def __iter__(self) -> Iterator[str]:
         return iter(self.__dataclass_fields__)
 

