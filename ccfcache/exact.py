@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from .fetcher import Fetcher
     from .index import Index
+    from .rows import Version
     from .store import BlobStore
 
 
@@ -55,8 +56,8 @@ class ExactFetch:
         }
 
 
-def _matches(version: Mapping[str, Any], row: Mapping[str, Any]) -> bool:
-    return version.get("md5") == row["md5"] and int(version["size"]) == row["size"]
+def _matches(version: Version, row: Mapping[str, Any]) -> bool:
+    return version.md5 == row["md5"] and int(version.size) == row["size"]
 
 
 def materialise(index: Index, store: BlobStore, make_fetcher: Callable[[], Fetcher],
@@ -72,17 +73,17 @@ def materialise(index: Index, store: BlobStore, make_fetcher: Callable[[], Fetch
         if not row["md5"]:
             result.unserved.append(Unserved(row["name"], "", row["subdate"],
                                             "the row has no MD5"))
-    stored: dict[str, list[dict[str, Any]]] = {}
-    for version in index.contents_by_md5(sorted({r["md5"] for r in wanted})):
-        stored.setdefault(version["md5"], []).append(version)
-    chosen: dict[int, dict[str, Any]] = {}  # row number -> version
-    to_fetch: dict[int, list[dict[str, Any]]] = {}
+    stored: dict[str, list[Version]] = {}
+    for content in index.contents_by_md5(sorted({r["md5"] for r in wanted})):
+        stored.setdefault(str(content.md5), []).append(content)
+    chosen: dict[int, Version] = {}  # row number -> version
+    to_fetch: dict[int, dict[str, Any]] = {}  # row number -> CALINDEX row
     for number, row in enumerate(data.rows):
         if not row["md5"]:
             continue
         local = [v for v in stored.get(row["md5"], []) if _matches(v, row)
-                 and store.has(v["xxh3"], int(v["size"]))]
-        local.sort(key=lambda v: (v["name"] != row["name"], -int(v["id"])))
+                 and v.xxh3 is not None and store.has(v.xxh3, int(v.size))]
+        local.sort(key=lambda v: (v.name != row["name"], -v.id))
         if local:
             chosen[number] = local[0]
         else:
@@ -91,50 +92,51 @@ def materialise(index: Index, store: BlobStore, make_fetcher: Callable[[], Fetch
         if ensure_synced is not None:
             ensure_synced()
         names = sorted({row["name"] for row in to_fetch.values()})
-        listed: dict[str, list[dict[str, Any]]] = {}
+        listed: dict[str, list[Version]] = {}
         for version in index.listed_versions_named(names):
-            listed.setdefault(version["name"], []).append(version)
-        plan: dict[int, dict[str, Any]] = {}
+            listed.setdefault(version.name, []).append(version)
+        plan: dict[int, Version] = {}
         for number, row in to_fetch.items():
             # a listed content with this MD5, else one whose MD5 is unknown until fetched
             fits = [v for v in listed.get(row["name"], [])
-                    if int(v["size"]) == row["size"] and v.get("md5") in (None, row["md5"])
-                    and not v.get("header_error")]
-            fits.sort(key=lambda v: (v.get("md5") != row["md5"], -int(v["id"])))
+                    if int(v.size) == row["size"] and v.md5 in (None, row["md5"])
+                    and not v.header_error]
+            fits.sort(key=lambda v: (v.md5 != row["md5"], -v.id))
             if fits:
                 plan[number] = fits[0]
             else:
                 result.unserved.append(_unserved(row, listed.get(row["name"], [])))
-        unique = {v["id"]: v for v in plan.values()}
+        unique = {v.id: v for v in plan.values()}
         _, failures = make_fetcher().fetch_many(list(unique.values()))
         for number, version in plan.items():
             row = data.rows[number]
-            if version["id"] in failures:
+            if version.id in failures:
                 result.unserved.append(Unserved(row["name"], row["md5"], row["subdate"],
-                                                failures[version["id"]]))
+                                                failures[version.id]))
                 continue
-            fresh = index.version(version["id"])
+            fresh = index.version(version.id)
             if _matches(fresh, row):
                 chosen[number] = fresh
             else:
                 result.unserved.append(Unserved(
                     row["name"], row["md5"], row["subdate"],
-                    f"the sources' current bytes have MD5 {fresh.get('md5')}"))
+                    f"the sources' current bytes have MD5 {fresh.md5}"))
     for number in sorted(chosen):
         row, version = data.rows[number], chosen[number]
-        entry = {"name": row["name"], "xxh3": version["xxh3"], "md5": version["md5"],
-                 "size": int(version["size"]), "id": version["id"]}
+        assert version.xxh3 is not None  # stored or just fetched: its content is known
+        entry = {"name": row["name"], "xxh3": version.xxh3, "md5": version.md5,
+                 "size": int(version.size), "id": version.id}
         result.rows.append(entry)
-        result.paths[row["name"]] = store.path(version["xxh3"])
+        result.paths[row["name"]] = store.path(version.xxh3)
     result.unserved.sort(key=lambda u: u.name)
     return result
 
 
-def _unserved(row: dict[str, Any], listed: list[dict[str, Any]]) -> Unserved:
+def _unserved(row: Mapping[str, Any], listed: list[Version]) -> Unserved:
     if not listed:
         reason = "no source lists this name and no stored content has this MD5"
     else:
-        sizes = sorted({int(v["size"]) for v in listed})
+        sizes = sorted({int(v.size) for v in listed})
         reason = (f"no stored content has this MD5; the sources list {row['name']} with "
                   f"{'/'.join(map(str, sizes))} bytes, not {row['size']}")
     return Unserved(row["name"], row["md5"], row["subdate"], reason)

@@ -36,15 +36,20 @@ from .rows import (
     BlobRecord,
     BlobUse,
     CifRecord,
+    CifRows,
     ConstituentRow,
     FetchedUnder,
     IndexCounts,
     KnownListing,
     ListingSource,
     ListingWrite,
+    MountVersion,
     NameState,
     NewVersion,
+    SeedVersion,
+    StoredContent,
     Version,
+    VersionState,
 )
 
 if TYPE_CHECKING:
@@ -448,7 +453,7 @@ class Index:
             raise CacheError(f"version {version_id} vanished from the index")
         return rows[0]
 
-    def mount_versions(self, analysis_date: str | None = None) -> list[dict[str, Any]]:
+    def mount_versions(self, analysis_date: str | None = None) -> list[MountVersion]:
         """The versions the mount shows, newest first within a name (the caller keeps the
         first per name), each with `served_at`: the server's date (Last-Modified, else the
         listing's date). Without a date: what the sources list now. With `analysis_date`: the
@@ -464,9 +469,9 @@ class Index:
             where = (f"({listed} OR v.xxh3 IN (SELECT xxh3 FROM blobs)) "
                      "AND v.header_error IS NULL AND v.subdate <= ?")
             params = (analysis_date,)
-        return self.query(
+        return [MountVersion.from_mapping(r) for r in self._rows(
             f"SELECT v.*, {served} FROM versions v WHERE {where} "
-            "ORDER BY v.name, v.subdate DESC, v.id DESC", params)
+            "ORDER BY v.name, v.subdate DESC, v.id DESC", params)]
 
     def version_sources(self, version_id: int) -> list[str]:
         """The sources that list this version now."""
@@ -884,16 +889,17 @@ class Index:
             self.conn.execute("UPDATE cifs SET pinned = ? WHERE id = ?", (int(pinned), cif_id))
 
     # -- contents by MD5, MIF seeding (ccfcache.exact, ccfcache.mif) -----------------------
-    def contents_by_md5(self, md5s: list[str]) -> list[dict[str, Any]]:
+    def contents_by_md5(self, md5s: list[str]) -> list[StoredContent]:
         """Versions whose content has one of these MD5s and is stored (a `blobs` row), with
         `listed` = 1 when some source lists that version now."""
         if not md5s:
             return []
         marks = ",".join("?" * len(md5s))
-        return self.query(
+        rows = self._rows(
             "SELECT v.*, EXISTS (SELECT 1 FROM listings l WHERE l.version_id = v.id) AS listed "
             f"FROM versions v JOIN blobs b ON b.xxh3 = v.xxh3 WHERE v.md5 IN ({marks}) "
             "ORDER BY v.id DESC", tuple(md5s))
+        return [StoredContent.from_mapping({**r, "listed": bool(r["listed"])}) for r in rows]
 
     # -- what a prune removes, by name (ccfcache.prune_report) -----------------------------
     def names_of_contents(self, xxh3s: list[str]) -> dict[str, list[str]]:
@@ -907,11 +913,12 @@ class Index:
                 found[row["xxh3"]].append(row["name"])
         return found
 
-    def recorded_cif_rows(self) -> list[dict[str, Any]]:
+    def recorded_cif_rows(self) -> list[CifRows]:
         """Each recorded CIF's id, path, pin and rows (JSON text: name, xxh3, ...)."""
-        return self.query("SELECT id, path, pinned, rows FROM cifs ORDER BY id")
+        return [CifRows.from_mapping(r)
+                for r in self._rows("SELECT id, path, pinned, rows FROM cifs ORDER BY id")]
 
-    def listed_versions_named(self, names: list[str]) -> list[dict[str, Any]]:
+    def listed_versions_named(self, names: list[str]) -> list[Version]:
         """The versions some source lists now under these names (one row per version)."""
         return self.current_versions(names)
 
@@ -920,7 +927,7 @@ class Index:
         return {r["name"] for r in self.query(
             "SELECT name FROM constituents WHERE withdrawn_at IS NOT NULL")}
 
-    def seed_versions(self, rows: list[dict[str, Any]], listed: dict[str, list[tuple[str, object]]],
+    def seed_versions(self, rows: list[SeedVersion], listed: dict[str, list[tuple[str, object]]],
                       source_counts: dict[str, int]) -> tuple[int, int]:
         """Record versions whose keywords come from a Master Index File (no header read):
         a row matching a known version of the name by MD5 and size reuses it. `listed` maps a
@@ -938,24 +945,25 @@ class Index:
             for row in rows:
                 found = conn.execute(
                     "SELECT id FROM versions WHERE name = ? AND md5 = ? AND size = ? "
-                    "ORDER BY id LIMIT 1", (row["name"], row["md5"], row["size"])).fetchone()
+                    "ORDER BY id LIMIT 1", (row.name, row.md5, row.size)).fetchone()
                 if found:
                     version_id = found[0]
                 else:
-                    version_id = conn.execute(insert, tuple(
-                        {**row, "first_seen": now, "xxh3": None, "header_error": None}.get(c)
-                        for c in columns)).lastrowid
+                    values = {**row.as_dict(), "first_seen": now, "xxh3": None,
+                              "header_error": None}
+                    version_id = conn.execute(
+                        insert, tuple(values.get(c) for c in columns)).lastrowid
                     added += 1
                 conn.execute(
                     "INSERT INTO constituents (name, scope, typeid, issue, first_seen, last_seen,"
                     " withdrawn_at) VALUES (?, ?, ?, ?, ?, ?, NULL) ON CONFLICT(name) DO UPDATE "
                     "SET last_seen = excluded.last_seen, withdrawn_at = NULL",
-                    (row["name"], row["scope"], row["typeid"], row["issue"], now, now))
-                for source, entry in listed.get(row["name"], []):
+                    (row.name, row.scope, row.typeid, row.issue, now, now))
+                for source, entry in listed.get(row.name, []):
                     old = conn.execute(
                         "SELECT v.md5 FROM listings l JOIN versions v ON v.id = l.version_id "
-                        "WHERE l.source = ? AND l.name = ?", (source, row["name"])).fetchone()
-                    if old is not None and old[0] in (None, row["md5"]):
+                        "WHERE l.source = ? AND l.name = ?", (source, row.name)).fetchone()
+                    if old is not None and old[0] in (None, row.md5):
                         continue  # a header read (or this very content) is already listed
                     conn.execute(
                         "INSERT INTO listings (source, name, size_hint, mtime, size, "
@@ -964,8 +972,8 @@ class Index:
                         " mtime = excluded.mtime, size = excluded.size, etag = NULL, "
                         "version_id = excluded.version_id, seen_at = excluded.seen_at, "
                         "href = excluded.href",
-                        (source, row["name"], getattr(entry, "size_hint", None),
-                         getattr(entry, "mtime", None), row["size"], version_id, now,
+                        (source, row.name, getattr(entry, "size_hint", None),
+                         getattr(entry, "mtime", None), row.size, version_id, now,
                          getattr(entry, "href", None)))
                     written += 1
             for url, count in source_counts.items():
@@ -977,19 +985,21 @@ class Index:
                     (url, now, now, count))
         return added, written
 
-    def versions_with_state(self) -> list[dict[str, Any]]:
+    def versions_with_state(self) -> list[VersionState]:
         """Every version with `listed` (some source lists it now), `stored` (its content is
-        in the blob store) and `withdrawn` (its name is listed by no source) as 0/1."""
-        return self.query(
+        in the blob store) and `withdrawn` (its name is listed by no source)."""
+        rows = self._rows(
             "SELECT v.*, EXISTS (SELECT 1 FROM listings l WHERE l.version_id = v.id) AS listed, "
             "(v.xxh3 IS NOT NULL AND EXISTS (SELECT 1 FROM blobs b WHERE b.xxh3 = v.xxh3)) "
             "AS stored, EXISTS (SELECT 1 FROM constituents c WHERE c.name = v.name "
             "AND c.withdrawn_at IS NOT NULL) AS withdrawn FROM versions v ORDER BY v.id")
+        return [VersionState.from_mapping({**r, "listed": bool(r["listed"]),
+                                           "stored": bool(r["stored"]),
+                                           "withdrawn": bool(r["withdrawn"])}) for r in rows]
 
-    def versions_with_content(self, xxh3: str) -> list[dict]:
+    def versions_with_content(self, xxh3: str) -> list[Version]:
         """The versions whose bytes are this content (their locks guard its blob file)."""
-        return self.query("SELECT id, name, size, header_digest FROM versions WHERE xxh3 = ? "
-                          "ORDER BY id", (xxh3,))
+        return self._versions("SELECT * FROM versions WHERE xxh3 = ? ORDER BY id", (xxh3,))
 
     def remove_blobs(self, hashes: Iterable[str],
                      unlink: Callable[[str], None]) -> tuple[list[str], OSError | None]:

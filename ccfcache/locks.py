@@ -31,6 +31,7 @@ import uuid
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Protocol
 
 from .config import env
 from .errors import CacheError, UsageError
@@ -182,12 +183,22 @@ def describe_holder(info: LockInfo | None, now: float | None = None) -> str:
     return f"host {info.host}, pid {info.pid}, for {max(0, since):.0f} s"
 
 
-def content_key(version: dict) -> str:
+class ContentIdentity(Protocol):
+    """What names one content of one name: a `Version` (or any row with these fields)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def header_digest(self) -> str: ...
+
+
+def content_key(version: ContentIdentity) -> str:
     """A file-name-safe key for one content of one name (its download lock and partial)."""
-    return f"{version['name']}.{version['header_digest'][-16:]}"
+    return f"{version.name}.{version.header_digest[-16:]}"
 
 
-def content_lock(locks: Path, version: dict) -> FileLock:
+def content_lock(locks: Path, version: ContentIdentity) -> FileLock:
     """The lock that guards downloading, publishing and removing one content's blob."""
     return FileLock(Path(locks) / f"{content_key(version)}.lock")
 

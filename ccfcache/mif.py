@@ -16,10 +16,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .cif import CifData, InvalidCif, cif_bytes, read_cif
+from .cif import CifData, cif_bytes, read_cif
 from .dates import normalise_date, resolve_date
-from .errors import CcfCacheError, InvalidName, UsageError
-from .fetcher import MIF_DIGEST_PREFIX
+from .errors import CcfCacheError, InvalidCif, InvalidName, UsageError
+from .index import MIF_DIGEST_PREFIX
+from .rows import SeedVersion
 from .select import preference_key
 
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ def mif_versions(versions: Iterable[Mapping[str, Any]], analysis_date: str | Non
 
 def mif_bytes(index: Index, analysis_date: str | None = None, *, category: str = "XMMCCF",
               calindexset: str = "ccf.mif", now: datetime | None = None,
-              ) -> tuple[bytes, list[dict]]:
+              ) -> tuple[bytes, list[dict[str, Any]]]:
     """The bytes of the index as a MIF, and its rows (see `mif_versions`): for a file system
     that shows one (the mount) as well as for `write_mif`. FNAME holds bare names; MD5 is empty
     for a content never fetched. OBSVDATE and ANALDATE hold the analysis date (now when none
@@ -129,7 +130,7 @@ class MifSeeded:
         return dict(self.__dict__)
 
 
-def _version_row(row: Mapping[str, Any], category: str) -> dict[str, Any]:
+def _version_row(row: Mapping[str, Any], category: str) -> SeedVersion:
     """A versions-table row for a MIF row (raises CcfCacheError for an unusable one)."""
     from .names import parse_name
 
@@ -138,19 +139,21 @@ def _version_row(row: Mapping[str, Any], category: str) -> dict[str, Any]:
         raise UsageError("no MD5")
     if int(row["size"]) <= 0:
         raise UsageError(f"FSIZE {row['size']}")
-    values = {key: row.get(key) for key in ("telescop", "scope", "typeid", "issue", "extsequ",
-                                            "extseqid", "creator")}
-    values.update(
-        name=parsed.name, size=int(row["size"]), md5=str(row["md5"]).lower(),
-        valdate=normalise_date(row["valdate"]), subdate=normalise_date(row["subdate"]),
-        evaldate=normalise_date(row["evaldate"]) if row.get("evaldate") else None,
-        date=normalise_date(row["date"]) if row.get("date") else None,
-        category=category, header_digest=MIF_DIGEST_PREFIX + str(row["md5"]).lower(),
+    md5 = str(row["md5"]).lower()
+    valdate, subdate = normalise_date(row["valdate"]), normalise_date(row["subdate"])
+    evaldate = normalise_date(row["evaldate"]) if row.get("evaldate") else None
+    date = normalise_date(row["date"]) if row.get("date") else None
+    scope, typeid = row.get("scope"), row.get("typeid")
+    if not scope or not typeid:
+        raise UsageError("no SCOPE or TYPEID")
+    return SeedVersion(
+        name=parsed.name, size=int(row["size"]), md5=md5,
+        header_digest=MIF_DIGEST_PREFIX + md5, scope=scope, typeid=typeid,
+        issue=row.get("issue"), telescop=row.get("telescop"), valdate=valdate,
+        subdate=subdate, evaldate=evaldate, date=date, category=category,
+        extsequ=row.get("extsequ"), extseqid=row.get("extseqid"), creator=row.get("creator"),
         header_size=0,
     )
-    if not values["scope"] or not values["typeid"]:
-        raise UsageError("no SCOPE or TYPEID")
-    return values
 
 
 def read_mif(settings: Settings, location: str) -> CifData:
@@ -195,7 +198,7 @@ def seed_from_mif(index: Index, settings: Settings, sources: list[Source],
     data = read_mif(settings, location)
     category = data.category or "XMMCCF"
     report = MifSeeded(mif=location, rows=len(data.rows))
-    versions = []
+    versions: list[SeedVersion] = []
     for row in data.rows:
         try:
             versions.append(_version_row(row, category))
@@ -208,10 +211,10 @@ def seed_from_mif(index: Index, settings: Settings, sources: list[Source],
     for url, listing in listings.items():
         report.sources[url] = len(listing.entries)
         for version in versions:
-            entry = listing.entries.get(version["name"])
-            if entry is not None and entry.size in (None, version["size"]):
-                listed.setdefault(version["name"], []).append((url, entry))
-    report.unlisted = sorted(v["name"] for v in versions if v["name"] not in listed)
+            entry = listing.entries.get(version.name)
+            if entry is not None and entry.size in (None, version.size):
+                listed.setdefault(version.name, []).append((url, entry))
+    report.unlisted = sorted(v.name for v in versions if v.name not in listed)
     report.added, report.listed = index.seed_versions(versions, listed, report.sources)
     return report
 

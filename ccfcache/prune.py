@@ -202,7 +202,7 @@ def _view_targets(views: Path) -> tuple[dict[Path, list[str]], list[tuple[Path, 
 
 
 def _tmp_files(tmp: Path) -> list[tuple[Path, float, int]]:
-    found = []
+    found: list[tuple[Path, float, int]] = []
     try:
         entries = list(os.scandir(tmp))
     except FileNotFoundError:

@@ -104,6 +104,66 @@ class FetchedUnder(Row):
 
 
 @dataclass(frozen=True, slots=True)
+class MountVersion(Version):
+    """A version the mount shows, with `served_at`: the server's date of it (Last-Modified,
+    else the listing's date; None when no source lists it now)."""
+
+    served_at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredContent(Version):
+    """A version whose content is stored (a `blobs` row), with `listed`: some source lists
+    that version now."""
+
+    listed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class VersionState(Version):
+    """A version with `listed` (some source lists it now), `stored` (its content is in the
+    blob store) and `withdrawn` (no source lists its name any more)."""
+
+    listed: bool = False
+    stored: bool = False
+    withdrawn: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SeedVersion(Row):
+    """A version read from a Master Index File (no header read): its keywords, FSIZE and MD5,
+    as `Index.seed_versions` records it."""
+
+    name: str
+    size: int
+    md5: str
+    header_digest: str
+    scope: str
+    typeid: str
+    issue: int | None = None
+    telescop: str | None = None
+    valdate: str | None = None
+    evaldate: str | None = None
+    subdate: str | None = None
+    date: str | None = None
+    category: str | None = None
+    extsequ: str | None = None
+    extseqid: str | None = None
+    creator: str | None = None
+    header_size: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CifRows(Row):
+    """A recorded CIF's id, path, pin and rows (JSON text: name, xxh3, ...)."""
+
+    id: int
+    path: str
+    pinned: int | None
+    rows: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class KnownListing(Row):
     """What the index recorded of one (source, name) listing entry (what sync compares)."""
 
@@ -268,6 +328,7 @@ class NewVersion:
 
 __all__ = [
     "BlobRecord", "BlobUse", "CacheStats", "CifEntry", "CifRecord", "ConstituentRow",
-    "ConstituentStatus", "IndexCounts", "KnownListing",
-    "ListingSource", "ListingWrite", "NameState", "NewVersion", "Row", "Version",
+    "ConstituentStatus", "CifRows", "IndexCounts", "KnownListing", "ListingSource",
+    "ListingWrite", "MountVersion", "NameState", "NewVersion", "Row", "SeedVersion",
+    "StoredContent", "Version", "VersionState",
 ]  # fmt: skip

@@ -7,10 +7,11 @@ import hashlib
 import os
 import random
 import threading
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import xxhash
 
@@ -22,11 +23,14 @@ if TYPE_CHECKING:
     from .fetcher import Fetcher
     from .index import Index
     from .layout import Layout
+    from .rows import BlobRecord
 
 READ_SIZE = 1 << 20  # big enough for few syscalls, small enough to stay in the CPU cache
 # (8 MiB reads hashed at 3.5 GB/s, 1 MiB ones at 6 GB/s, from the page cache)
 _NOATIME = getattr(os, "O_NOATIME", 0)  # a check is not a use (prune reads access times)
 _buffers = threading.local()
+T = TypeVar("T")
+R = TypeVar("R", bound=Mapping[str, Any])  # a row with a "size" (a BlobRecord)
 
 
 @dataclass
@@ -74,8 +78,8 @@ def check_size(xxh3: str, expected: int, actual: int | None) -> Problem | None:
     return None
 
 
-def choose_sample(items: list[Any], percent: float | None,
-                  rng: random.Random | None = None) -> list[Any]:
+def choose_sample(items: list[T], percent: float | None,
+                  rng: random.Random | None = None) -> list[T]:
     """A random `percent` of `items` (at least one when any), or all of them for None."""
     if percent is None:
         return list(items)
@@ -129,21 +133,21 @@ def md5_file(path: Path) -> tuple[str, int]:
     return hasher.hexdigest(), size
 
 
-def _fast_tier(layout: Layout, rows: list[dict[str, Any]],
-               report: VerifyReport) -> list[dict[str, Any]]:
+def _fast_tier(layout: Layout, rows: list[BlobRecord],
+               report: VerifyReport) -> list[BlobRecord]:
     """Sizes of every blob and every view link; returns the rows whose file looks right."""
     sound = []
     for row in rows:
-        path = layout.blob_path(row["xxh3"])
+        path = layout.blob_path(row.xxh3)
         try:
             actual: int | None = os.stat(path).st_size
         except FileNotFoundError:
             actual = None
         except OSError as exc:  # a folder made unreadable, EIO, ESTALE: reported, never removed
-            report.problems.append(Problem("unreadable", row["xxh3"],
+            report.problems.append(Problem("unreadable", row.xxh3,
                                            f"{exc.strerror or exc} ({path})"))
             continue
-        problem = check_size(row["xxh3"], int(row["size"]), actual)
+        problem = check_size(row.xxh3, int(row.size), actual)
         if problem:
             report.problems.append(problem)
         else:
@@ -161,10 +165,10 @@ def _fast_tier(layout: Layout, rows: list[dict[str, Any]],
     return sound
 
 
-def balanced_batches(rows: list[dict[str, Any]], count: int) -> list[list[dict[str, Any]]]:
+def balanced_batches(rows: list[R], count: int) -> list[list[R]]:
     """Split rows into at most `count` batches of about equal bytes (largest first, each to the
     lightest batch), so that a few threads each hash a batch instead of one task per blob."""
-    batches: list[list[dict[str, Any]]] = [[] for _ in range(max(1, min(count, len(rows))))]
+    batches: list[list[R]] = [[] for _ in range(max(1, min(count, len(rows))))]
     loads = [0] * len(batches)
     for row in sorted(rows, key=lambda r: int(r["size"]), reverse=True):
         lightest = loads.index(min(loads))
@@ -173,14 +177,13 @@ def balanced_batches(rows: list[dict[str, Any]], count: int) -> list[list[dict[s
     return [batch for batch in batches if batch]
 
 
-def _full_tier(layout: Layout, rows: list[dict[str, Any]], report: VerifyReport,
+def _full_tier(layout: Layout, rows: list[BlobRecord], report: VerifyReport,
                workers: int) -> None:
-    def work(batch: list[dict[str, Any]]
-             ) -> list[tuple[dict[str, Any], str | None, int, str | None]]:
-        done = []
+    def work(batch: list[BlobRecord]) -> list[tuple[BlobRecord, str | None, int, str | None]]:
+        done: list[tuple[BlobRecord, str | None, int, str | None]] = []
         for row in batch:
             try:
-                digest, size = hash_xxh3(layout.blob_path(row["xxh3"]))
+                digest, size = hash_xxh3(layout.blob_path(row.xxh3))
             except OSError as exc:
                 done.append((row, None, 0, exc.strerror or str(exc)))
             else:
@@ -194,13 +197,13 @@ def _full_tier(layout: Layout, rows: list[dict[str, Any]], report: VerifyReport,
         with ThreadPoolExecutor(max_workers=len(batches)) as pool:
             results = list(pool.map(work, batches))
     for row, digest, size, error in sorted((r for batch in results for r in batch),
-                                           key=lambda r: r[0]["xxh3"]):
+                                           key=lambda r: r[0].xxh3):
         report.hashed += 1
         report.hashed_bytes += size
         if error:
-            report.problems.append(Problem("unreadable", row["xxh3"], error))
-        elif digest != row["xxh3"]:
-            report.problems.append(Problem("corrupt", row["xxh3"], f"bytes hash to {digest}"))
+            report.problems.append(Problem("unreadable", row.xxh3, error))
+        elif digest != row.xxh3:
+            report.problems.append(Problem("corrupt", row.xxh3, f"bytes hash to {digest}"))
 
 
 def _repair(index: Index, layout: Layout, make_fetcher: Callable[[], Fetcher],
@@ -254,7 +257,7 @@ def verify(
 ) -> VerifyReport:
     """Check the store: sizes and view links always; hashes with `full` or `sample` (percent);
     with `repair`, re-fetch what is wrong through `make_fetcher()` (called once, if needed)."""
-    rows = [r.as_dict() for r in index.blobs()]
+    rows = index.blobs()
     report = VerifyReport(blobs=len(rows))
     sound = _fast_tier(layout, rows, report)
     if full or sample is not None:
@@ -278,13 +281,15 @@ def verify_cif(index: Index, layout: Layout, cif_path: str | os.PathLike[str]) -
     report = VerifyReport()
     for row in data.rows:
         fname = Path(row["fname"])
-        local = fname if fname.is_absolute() else path.parent / fname
-        if not local.is_file():
+        local: Path | None = fname if fname.is_absolute() else path.parent / fname
+        if local is None or not local.is_file():
             local = None
             found = index.contents_by_md5([row["md5"]]) if row["md5"] else []
-            found.sort(key=lambda v: v["name"] != row["name"])  # same bytes, any name
+            found.sort(key=lambda v: v.name != row["name"])  # same bytes, any name
             for candidate in found:
-                blob = layout.blob_path(candidate["xxh3"])
+                if candidate.xxh3 is None:
+                    continue
+                blob = layout.blob_path(candidate.xxh3)
                 if blob.is_file():
                     local = blob
                     break

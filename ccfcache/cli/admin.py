@@ -65,13 +65,13 @@ def prune(
     typer.echo(f"store: {human(plan.store_bytes)} -> {human(plan.store_bytes_after)}")
     action = "would remove" if dry_run else "removed"
     for item in report.removed:
-        names = ", ".join(item["names"]) or f"(content {item['xxh3']}, no name)"
-        typer.echo(f"{action}: {names} ({item['reason']}, {human(item['size'])})")
+        names = ", ".join(item.names) or f"(content {item.xxh3}, no name)"
+        typer.echo(f"{action}: {names} ({item.reason}, {human(item.size)})")
     for cif_record in report.cifs:
-        lost, loses = cif_record["names"], "would lose" if dry_run else "lost"
-        typer.echo(f"CIF {cif_record['id']} {cif_record['path']} {loses}"
+        lost, loses = cif_record.names, "would lose" if dry_run else "lost"
+        typer.echo(f"CIF {cif_record.id} {cif_record.path} {loses}"
                    f" {len(lost)} files ({', '.join(lost[:5])}{', ...' if len(lost) > 5 else ''})"
-                   f": `ccfcache env --cif {cif_record['path']}` fetches them again")
+                   f": `ccfcache env --cif {cif_record.path}` fetches them again")
     if plan.over_budget:
         typer.echo(f"warning: pinned and current contents exceed --max-size {max_size}",
                    err=True)
