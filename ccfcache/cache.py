@@ -230,7 +230,7 @@ class Cache:
 
     def _index_stamp(self) -> tuple[Any, ...]:
         """What changes whenever any process writes an index this cache reads."""
-        stamp = []
+        stamp: list[tuple[int, int, int] | None] = []
         for layout in (self.layout, getattr(self.layout, "site", None)):
             if layout is not None:
                 try:
@@ -594,7 +594,7 @@ class Selected:
         return paths[self.content_id]
 
 
-class _LazySources(Mapping[str, Any]):
+class _LazySources(Mapping[str, "Source"]):
     """A cache's sources, opened on first use: a warm build finds every file stored and never
     imports httpx nor opens a connection (~0.2 CPU-s of a new process's start)."""
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from .dates import normalise_date
 from .errors import InvalidCif, SelectionError
@@ -143,10 +143,10 @@ def _width(tform: str) -> int:
     return int(tform[:-1])
 
 
-# (column, row key, integer range or None, text width or None), computed once
-_COLUMN_SPECS = tuple(
+# (column, row key, integer range or None, text width (0 for an integer column)), computed once
+_COLUMN_SPECS: tuple[tuple[str, str, tuple[int, int] | None, int], ...] = tuple(
     (column.name, _ROW_KEYS[column.name], _INT_RANGES.get(column.name),
-     None if column.name in _INT_RANGES else _width(column.tform))
+     0 if column.name in _INT_RANGES else _width(column.tform))
     for column in CIF_COLUMNS
 )
 
@@ -172,8 +172,10 @@ def _column_values(rows: list[Mapping[str, Any]], fullpath_dir: str | None,
             return _column_values_row_by_row(rows, fullpath_dir, warnings)
         column = [row.get(key) for row in rows]
         if limits is not None:
-            if column and not (all(type(v) is int for v in column)
-                               and limits[0] <= min(column) and max(column) <= limits[1]):
+            if column and not all(type(v) is int for v in column):
+                return _column_values_row_by_row(rows, fullpath_dir, warnings)
+            ints = cast("list[int]", column)  # every value is an int: checked just above
+            if ints and not (limits[0] <= min(ints) and max(ints) <= limits[1]):
                 return _column_values_row_by_row(rows, fullpath_dir, warnings)
             values[name] = column
             continue

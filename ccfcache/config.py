@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,11 +156,11 @@ def _site_config(site: Path | None) -> dict[str, Any]:
 
 
 # config.json keys, with a check of each value: (what it must be, test)
-def _is_int_at_least(minimum: int):
+def _is_int_at_least(minimum: int) -> Callable[[object], bool]:
     return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= minimum
 
 
-_CONFIG_KEYS = {
+_CONFIG_KEYS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "sources": ("a list of URLs or folders",
                 lambda v: isinstance(v, list) and all(isinstance(s, str) and s for s in v)),
     "workers": ("a whole number >= 1", _is_int_at_least(1)),

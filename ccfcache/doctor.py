@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .index import Index
     from .layout import Layout
     from .locks import FileLock
+    from .store import BlobInfo
 
 _HASH_RE = re.compile(r"[0-9a-f]{32}")
 
@@ -121,7 +122,7 @@ def _move_aside(db: Path) -> list[str]:
 
 
 def _blob_files(blobs: Path) -> list[Path]:
-    found = []
+    found: list[Path] = []
     if not blobs.is_dir():
         return found
     for prefix in sorted(blobs.iterdir()):
@@ -133,7 +134,7 @@ def _blob_files(blobs: Path) -> list[Path]:
     return found
 
 
-def _inspect(path: Path) -> tuple[Path, object, dict[str, Any] | None, str | None]:
+def _inspect(path: Path) -> tuple[Path, BlobInfo | None, dict[str, Any] | None, str | None]:
     """Hash a blob file and read its header: (path, BlobInfo, header fields, problem)."""
     from .headers import read_header_file
     from .store import hash_file

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from .config import env
 from .errors import FetchError, TransferError
 from .retry import Policy, sleep_before_retry
 from .store import Partial, PartialMeta, StreamHasher, Writeback, disk_error, write_all
-from .transport import RangeNotSatisfiable, Transport, Validators
+from .transport import RangeNotSatisfiable, RangeStream, Transport, Validators
 
 DEFAULT_MIN_RATE = 1024  # bytes/s: a transfer slower than this over a whole window fails
 DEFAULT_RATE_WINDOW_S = 60.0
@@ -126,6 +127,7 @@ def download(transport: Transport, name: str, partial: Partial, expected_size: i
             stream.close()
         final = partial.size()
         if final == expected_size:
+            assert meta is not None  # a resumed stream has its partial's validators
             return meta.validators
         last = FetchError(f"{what}: got {final} of {expected_size} bytes")
     tries = policy.retries + 1
@@ -141,8 +143,8 @@ def _same_or_unsaid(kept: Validators, now: Validators) -> bool:
     return True
 
 
-def _copy(stream, handle, partial: Partial, expected_size: int, hasher: StreamHasher,
-          floor: RateFloor, what: str) -> None:
+def _copy(stream: RangeStream, handle: BinaryIO, partial: Partial, expected_size: int,
+          hasher: StreamHasher, floor: RateFloor, what: str) -> None:
     """Append the stream to the partial, hashing as it goes; never past `expected_size`."""
     written = stream.start
     watch = RateWatch(floor)

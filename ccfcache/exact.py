@@ -57,7 +57,7 @@ class ExactFetch:
 
 
 def _matches(version: Version, row: Mapping[str, Any]) -> bool:
-    return version.md5 == row["md5"] and int(version.size) == row["size"]
+    return bool(version.md5 == row["md5"] and int(version.size) == row["size"])
 
 
 def materialise(index: Index, store: BlobStore, make_fetcher: Callable[[], Fetcher],

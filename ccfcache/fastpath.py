@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .config import env
 from .index_fast import current_row, known_content
@@ -48,7 +48,7 @@ def local_path(layout: Layout, name: str) -> str | None:
     return None
 
 
-def _stored(layout: Layout, name: str, row: tuple) -> str | None:
+def _stored(layout: Layout, name: str, row: tuple[Any, ...]) -> str | None:
     """Where the bytes of a current-content row are: this cache's blob, else the site's
     blob of the same xxh3 (or, not fetched here yet, of the same name, size and header)."""
     xxh3, size, header_digest, header_error = row

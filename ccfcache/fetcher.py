@@ -84,7 +84,7 @@ def _header_matches(partial: Path, version: Version) -> bool:
 class Fetcher:
     """Downloads versions from the sources that list them, into one blob store."""
 
-    def __init__(self, index: Index, store: BlobStore, sources: dict[str, Source], *,
+    def __init__(self, index: Index, store: BlobStore, sources: Mapping[str, Source], *,
                  workers: int = 8, progress: Progress | None = None) -> None:
         self.index = index
         self.store = store

@@ -294,19 +294,19 @@ class Index:
     def _create_schema(self) -> None:
         db = self.db
         if "meta" not in db.table_names():
-            db["meta"].create({"key": str, "value": str}, pk="key")
-            db["meta"].insert_all(
+            db.table("meta").create({"key": str, "value": str}, pk="key")
+            db.table("meta").insert_all(
                 [
                     {"key": "format_version", "value": str(FORMAT_VERSION)},
                     {"key": "lock_protocol", "value": str(LOCK_PROTOCOL)},
                 ]
             )
-        db["sources"].create(
+        db.table("sources").create(
             {"url": str, "added_at": float, "listed_at": float, "listed_count": int},
             pk="url",
             if_not_exists=True,
         )
-        db["constituents"].create(
+        db.table("constituents").create(
             {
                 "name": str, "scope": str, "typeid": str, "issue": int,
                 "first_seen": float, "last_seen": float, "withdrawn_at": float,
@@ -314,7 +314,7 @@ class Index:
             pk="name",
             if_not_exists=True,
         )  # fmt: skip
-        db["versions"].create(
+        db.table("versions").create(
             {
                 "id": int, "name": str, "size": int, "header_digest": str, "header_size": int,
                 "telescop": str, "scope": str, "typeid": str, "issue": int, "valdate": str,
@@ -327,7 +327,7 @@ class Index:
             pk="id",
             if_not_exists=True,
         )  # fmt: skip
-        db["listings"].create(
+        db.table("listings").create(
             {
                 "source": str, "name": str, "size_hint": int, "mtime": str, "size": int,
                 "etag": str, "last_modified": str, "version_id": int, "seen_at": float,
@@ -336,12 +336,12 @@ class Index:
             pk=("source", "name"),
             if_not_exists=True,
         )  # fmt: skip
-        db["blobs"].create(
+        db.table("blobs").create(
             {"xxh3": str, "size": int, "md5": str, "stored_at": float, "last_used": float},
             pk="xxh3",
             if_not_exists=True,
         )
-        db["cifs"].create(
+        db.table("cifs").create(
             {
                 "id": int, "path": str, "obs_date": str, "analysis_date": str, "category": str,
                 "historical": int, "created_at": float, "host": str, "user": str,

@@ -32,7 +32,7 @@ _HASH_RE = re.compile(r"[0-9a-f]{32}")
 class Layout:
     """The paths of one cache folder."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         self.db = self.root / "index.sqlite"
         self.blobs = self.root / "blobs"

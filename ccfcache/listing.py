@@ -345,8 +345,8 @@ def _row_hints(link: _Link, fmt: ListingFormat) -> tuple[int | None, int | None,
     if link.date_attr is not None:
         mtime = parse_row_date(link.date_attr)[0] or mtime
     if link.size_attr is not None and link.size_attr.isascii() and link.size_attr.isdigit():
-        size = int(link.size_attr)
-        return size, size, mtime
+        exact = int(link.size_attr)
+        return exact, exact, mtime
     size, size_hint = parse_listed_size(text[date_end:])
     return size, size_hint, mtime
 

@@ -29,7 +29,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mfusepy as fuse
 import xxhash
@@ -37,6 +37,9 @@ import xxhash
 from .config import env
 from .errors import CacheError, CcfCacheError, FetchError
 from .mount import BLKSIZE, Entry, mounted_at, pick_entries, plan_read
+
+if TYPE_CHECKING:
+    from .cache import Cache
 
 log = logging.getLogger("ccfcache.mount")
 
@@ -52,12 +55,12 @@ class Handle:
     fd: int | None = None
 
 
-class CcfFS(fuse.Operations):
+class CcfFS(fuse.Operations):  # type: ignore[misc]  # mfusepy ships no type information
     """The archive as one flat folder of read-only files."""
 
     use_ns = True
 
-    def __init__(self, cache: Any, *, analysis_date: str | None, deadline: float) -> None:
+    def __init__(self, cache: Cache, *, analysis_date: str | None, deadline: float) -> None:
         self.cache = cache
         self.index = cache.index
         self.store = cache.store
@@ -73,7 +76,7 @@ class CcfFS(fuse.Operations):
         self._checked = 0.0
         self._handles: dict[int, Handle] = {}
         self._next_fh = 1
-        self._pending: dict[int, Future[Any]] = {}  # version id -> its fetch
+        self._pending: dict[int, Future[Path]] = {}  # version id -> its fetch
         self._headers: dict[str, bytes] = {}
         self._pool = ThreadPoolExecutor(max_workers=max(4, cache.settings.workers),
                                         thread_name_prefix="ccfcache-fetch")
@@ -170,14 +173,16 @@ class CcfFS(fuse.Operations):
                 return header[offset:min(offset + size, entry.size)]
         if handle.fd is None:
             blob = self._fetch(entry)
-            fd = self._open_blob(entry, blob)
+            fd: int | None = self._open_blob(entry, blob)
             with self._lock:
                 if handle.fd is None:
                     handle.fd, fd = fd, None
             if fd is not None:
                 os.close(fd)
+        blob_fd = handle.fd
+        assert blob_fd is not None  # opened above, by this read or a concurrent one
         try:
-            return os.pread(handle.fd, size, offset)  # type: ignore[arg-type]
+            return os.pread(blob_fd, size, offset)
         except OSError as exc:
             raise self._fail(entry, f"cannot read its blob: {exc.strerror or exc}") from exc
 

@@ -16,9 +16,13 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TextIO
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 from .units import human_bytes
+
+if TYPE_CHECKING:
+    from rich.progress import Progress as RichBar
+    from rich.progress import ProgressColumn, TaskID
 
 PLAIN_INTERVAL_S = 5.0  # a plain progress line at most this often
 POLL_S = 0.25  # how often partial files are looked at
@@ -82,8 +86,8 @@ class CliProgress:
         self._baseline: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._bar = None
-        self._task = None
+        self._bar: RichBar | None = None
+        self._task: TaskID | None = None
 
     # -- the protocol -----------------------------------------------------------------------
     def start(self, label: str, total: int, unit: str = "count") -> None:
@@ -166,6 +170,7 @@ class CliProgress:
             Progress as RichBar,
         )
 
+        columns: tuple[ProgressColumn, ...]
         if self._unit == "bytes":
             columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                        TransferSpeedColumn(), TimeRemainingColumn())
@@ -173,14 +178,14 @@ class CliProgress:
             columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                        TimeRemainingColumn())
         console = Console(file=self.stream, force_terminal=True)
-        self._bar = RichBar(*columns, console=console, transient=True)
-        self._bar.start()
-        self._task = self._bar.add_task(self._label, total=self._total)
+        bar = self._bar = RichBar(*columns, console=console, transient=True)
+        bar.start()
+        self._task = bar.add_task(self._label, total=self._total)
 
     def _tick(self) -> None:
         last = time.monotonic()
         while not self._stop.wait(POLL_S):
-            if self._bar is not None:
+            if self._bar is not None and self._task is not None:
                 self._bar.update(self._task, completed=self.shown())
             elif time.monotonic() - last >= self.interval:
                 last = time.monotonic()

@@ -53,7 +53,7 @@ class Policy:
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait before try `attempt + 1` (attempt counts from 0)."""
-        delay = self.backoff * (2 ** min(attempt, 16)) * (0.5 + random.random())
+        delay: float = self.backoff * (2 ** min(attempt, 16)) * (0.5 + random.random())
         if retry_after is not None:
             delay = max(delay, min(retry_after, self.max_retry_after))
         return delay

@@ -58,7 +58,7 @@ def rank_routes(urls: Sequence[str], states: Mapping[str, RouteState], now: floa
     healthy = [u for u in rotated if not cooling(u)]
     waiting = sorted((u for u in rotated if cooling(u)),
                      key=lambda u: (state(u).failures, state(u).failed_at or 0.0))
-    known = [state(u).throughput for u in healthy if state(u).throughput]
+    known = [t for t in (state(u).throughput for u in healthy) if t]
     if known:
         best = max(known)
         # clearly slower routes go after the ones within FASTER of the best (stable order)

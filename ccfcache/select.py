@@ -55,10 +55,10 @@ def preference_key(row: Row) -> tuple[Any, ...]:
 def is_candidate(row: Row, obs_date: str, analysis_date: str) -> bool:
     """True when `row` is valid for the observation date and released by the analysis date."""
     evaldate = row.get("evaldate")
-    return (
+    return bool(
         row["valdate"] <= obs_date
         and row["subdate"] <= analysis_date
-        and (_blank(evaldate) or evaldate >= obs_date)
+        and (evaldate is None or _blank(evaldate) or evaldate >= obs_date)
     )
 
 
@@ -130,7 +130,7 @@ def select_constituents(
 def is_mif_candidate(row: Row, obs_date: str, analysis_date: str) -> bool:
     """cifbuild's rule as documented for a Master Index File: VALDATE <= observation date
     and SUBDATE <= analysis date; no EVALDATE test (see docs/cif.md)."""
-    return row["valdate"] <= obs_date and row["subdate"] <= analysis_date
+    return bool(row["valdate"] <= obs_date and row["subdate"] <= analysis_date)
 
 
 def select_from_mif(rows: Iterable[Row], obs_date: str, analysis_date: str) -> Selection:

@@ -16,6 +16,7 @@ import json
 import os
 import stat
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -44,6 +45,9 @@ class StreamHasher:
     """xxh3-128 and MD5 of a byte stream, in one pass."""
 
     def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
         self.xxh3 = xxhash.xxh3_128()
         self.md5 = hashlib.md5(usedforsecurity=False)
         self.size = 0
@@ -55,7 +59,7 @@ class StreamHasher:
 
     def restart(self, path: Path | None = None, length: int = 0) -> None:
         """Start again, from the first `length` bytes of `path` (a partial being resumed)."""
-        self.__init__()
+        self._reset()
         if path is not None and length:
             with open(path, "rb") as handle:
                 while self.size < length:
@@ -421,7 +425,7 @@ WRITEBACK_STEP = 8 << 20  # start writing a download to disk every 8 MiB
 SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>: start writeback of dirty pages, do not wait
 
 
-def _sync_file_range():
+def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
     """Linux's sync_file_range(2) through ctypes, or None elsewhere."""
     import ctypes
     import ctypes.util

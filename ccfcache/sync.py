@@ -6,6 +6,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -20,8 +21,8 @@ from .progress import NullProgress, Progress
 from .reconcile import SyncPlan, check_withdrawal_safety, plan_sync
 from .routes import BOOK, RouteBook, group_routes, rank_routes
 from .rows import ListingWrite
-from .sources import Head, Source
-from .transport import ListingValidators, NotModified
+from .sources import Source
+from .transport import Head, ListingValidators, NotModified
 
 # headers read are committed in batches (an interrupted sync keeps them): this many, or after
 # this many seconds, whichever comes first
@@ -147,11 +148,13 @@ class InFlight:
         if len(self._window) + self._failed < self.limit:
             return
         median = statistics.median(self._window) if self._window else None
-        if self.baseline is None and median is not None:
-            self.baseline = median
-        if self._failed or (median is not None and median > 3 * self.baseline):
+        baseline = self.baseline
+        if baseline is None and median is not None:
+            self.baseline = baseline = median
+        if self._failed or (median is not None and baseline is not None
+                            and median > 3 * baseline):
             self.limit = max(1, self.limit // 2)
-        elif median is not None and median <= 1.5 * self.baseline:
+        elif median is not None and baseline is not None and median <= 1.5 * baseline:
             self.limit = min(self.cap, self.limit * 2)
         self._window, self._failed = [], 0
 
@@ -255,7 +258,7 @@ def read_heads(
 def apply_sync(index: Index, plan: SyncPlan,
                heads: list[tuple[str, ListingEntry, Head, dict[str, Any]]],
                listings: dict[str, Listing], report: SyncReport,
-               not_modified: set[str] = frozenset(),
+               not_modified: AbstractSet[str] = frozenset(),
                read_names: set[str] | None = None) -> None:
     """Write the outcome of a sync into the index in one short transaction (`heads`: those
     not recorded yet; `read_names`: every name whose header this sync read)."""

@@ -10,8 +10,7 @@ arguments (as `cifbuild` does).
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -119,6 +118,7 @@ def command_names() -> list[str]:
     """Every command name (used by the docs test)."""
     names = []
     for info in app.registered_commands:
-        callback: Callable[Any] = info.callback  # type: ignore[assignment]
+        callback = info.callback
+        assert callback is not None  # every command is registered with its function
         names.append(info.name or callback.__name__.replace("_", "-"))
     return names

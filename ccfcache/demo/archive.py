@@ -26,7 +26,7 @@ import zlib
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 from astropy.io import fits
@@ -506,11 +506,22 @@ def _plan_sliced(ctype: CatalogueType, seed: int, scale: float) -> list[_Spec]:
     return specs
 
 
+class _Common(TypedDict):
+    """The fields the XRT3 plans share."""
+
+    scope: str
+    typeid: str
+    category: str
+    creator: str
+    extseqid: tuple[str, ...]
+    target_size: int
+
+
 def _plan_xrt3(ctype: CatalogueType, scale: float, version: int) -> list[_Spec]:
     """XRT3 XAREAEF issues 10..12, issue 12 shaped like the real file (and its 2014 change)."""
     size = max(MIN_SIZE, int(ctype.size / scale))
-    common = {"scope": "XRT3", "typeid": "XAREAEF", "category": "XMMCCF",
-              "creator": _CREATORS[0], "extseqid": ctype.extseqid, "target_size": size}
+    common = _Common(scope="XRT3", typeid="XAREAEF", category="XMMCCF",
+                     creator=_CREATORS[0], extseqid=ctype.extseqid, target_size=size)
     specs = [
         _Spec(issue=10, valdate="2000-01-13T00:00:00", evaldate=None,
               subdate="2002-04-20T06:00:03", date="2002-04-13T20:31:07.000",
@@ -597,7 +608,7 @@ def _primary_header(spec: _Spec, rng: np.random.Generator) -> bytes:
         header.add_history(f"Calibration note {filler}: synthetic ccfcache demo constituent")
         cards += 1
         filler += 1
-    text = header.tostring(padding=True, endcard=True)
+    text: str = header.tostring(padding=True, endcard=True)
     return text.encode("ascii")
 
 

@@ -42,21 +42,29 @@ def free_port(*, with_grpc: bool = False) -> int:
     raise RuntimeError("no free port found")
 
 
-def _wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout: float) -> None:
+def _program(process: subprocess.Popen[bytes]) -> str:
+    """The program a process runs (its first argument), for a message."""
+    args = process.args
+    if isinstance(args, str | bytes | os.PathLike):
+        return os.fsdecode(args)
+    return os.fsdecode(args[0])
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             tail = log.read_text(errors="replace")[-800:] if log.exists() else ""
-            raise RuntimeError(f"{process.args[0]} exited with {process.returncode}: {tail}")
+            raise RuntimeError(f"{_program(process)} exited with {process.returncode}: {tail}")
         with socket.socket() as sock:
             sock.settimeout(0.2)
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.05)
-    raise RuntimeError(f"{process.args[0]} did not listen on {port} within {timeout} s")
+    raise RuntimeError(f"{_program(process)} did not listen on {port} within {timeout} s")
 
 
-def _stop(process: subprocess.Popen | None) -> None:
+def _stop(process: subprocess.Popen[bytes] | None) -> None:
     if process is None or process.poll() is not None:
         return
     process.terminate()
@@ -81,7 +89,7 @@ class SeaweedS3:
         self.folder = Path(folder)
         self.public = public
         self.port = 0
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -216,7 +224,7 @@ class Squid:
     def __init__(self) -> None:
         self.folder = Path(".")
         self.port = 0
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:

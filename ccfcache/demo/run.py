@@ -33,9 +33,8 @@ def run_demo(workdir: Path | None = None, *, scale: float = 200.0, keep: bool | 
     reused by the next run) unless `keep` is False. Either way the last lines say what was
     left where, and what to run next against the real archive."""
     temporary = workdir is None
-    if temporary:
-        workdir = Path(tempfile.mkdtemp(prefix="ccfcache-demo-"))
-    workdir = Path(workdir).absolute()
+    workdir = (Path(tempfile.mkdtemp(prefix="ccfcache-demo-")) if workdir is None
+               else Path(workdir)).absolute()
     keep = (not temporary) if keep is None else keep
     try:
         figures = _run(workdir, scale, echo)

@@ -639,6 +639,7 @@ class _Handler(BaseHTTPRequestHandler):
             if isinstance(parsed, tuple):
                 first, last = parsed
                 partial = True
+        asked_last = last  # the range's end as asked (a short_range fault serves less)
         total = str(size)
         if "huge_size" in faults:
             total = str(faults["huge_size"].params.get("total", 2**63))
@@ -647,7 +648,7 @@ class _Handler(BaseHTTPRequestHandler):
             if last < first:  # an empty 206 that still claims the range asked for
                 self.send_response(206)
                 self.send_header("Content-Length", "0")
-                self.send_header("Content-Range", f"bytes {first}-{parsed[1]}/{total}")
+                self.send_header("Content-Range", f"bytes {first}-{asked_last}/{total}")
                 self.send_header("ETag", etag)
                 self.end_headers()
                 return
