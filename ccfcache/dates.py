@@ -52,10 +52,3 @@ def resolve_date(text: str | None, *, now: datetime | None = None) -> str:
     return normalise_date(text)
 
 
-def is_valid_date(text: object) -> bool:
-    """True when `text` is a string that normalises to a date."""
-    try:
-        normalise_date(text)  # type: ignore[arg-type]
-    except InvalidDate:
-        return False
-    return True

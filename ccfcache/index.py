@@ -439,13 +439,6 @@ class Index:
         sql += "GROUP BY v.id ORDER BY v.name, v.subdate DESC, v.id DESC"
         return self._versions(sql, params)
 
-    def all_versions(self) -> list[Version]:
-        """Every version the index knows, current or not."""
-        return self._versions(
-            "SELECT v.*, (SELECT group_concat(l.source, ' ') FROM listings l "
-            "WHERE l.version_id = v.id) AS sources FROM versions v ORDER BY v.name, v.id"
-        )
-
     def version(self, version_id: int) -> Version:
         """One version by id."""
         rows = self._versions("SELECT * FROM versions WHERE id = ?", (version_id,))
@@ -807,11 +800,6 @@ class Index:
         return {r["xxh3"] for r in self._rows(
             "SELECT DISTINCT v.xxh3 FROM versions v JOIN constituents c ON c.name = v.name "
             "WHERE v.xxh3 IS NOT NULL AND c.withdrawn_at IS NULL")}
-
-    def forget_blobs(self, hashes: list[str]) -> None:
-        """Delete the `blobs` rows of removed contents (`versions.xxh3` stays)."""
-        with self._writing():
-            self.conn.executemany("DELETE FROM blobs WHERE xxh3 = ?", [(h,) for h in hashes])
 
     def attach_blob(self, *, name: str, header: Mapping[str, Any], xxh3: str, md5: str,
                     size: int, stored_at: float, last_used: float, now: float) -> str:

@@ -10,11 +10,6 @@ from typing import Any
 
 from .layout import Layout, format_compatible, index_uri
 
-_CURRENT_SQL = (
-    "SELECT v.xxh3, v.size FROM versions v JOIN listings l ON l.version_id = v.id "
-    "WHERE v.name = ? AND v.xxh3 IS NOT NULL AND v.header_error IS NULL "
-    "ORDER BY v.subdate DESC, v.id DESC LIMIT 1"
-)
 _CURRENT_ROW_SQL = (  # the content Cache.current_version() would pick (stored or not)
     "SELECT v.xxh3, v.size, v.header_digest, v.header_error FROM versions v "
     "JOIN listings l ON l.version_id = v.id WHERE v.name = ? "
@@ -40,12 +35,6 @@ def _query_ro(layout: Layout, sql: str, params: tuple[Any, ...]) -> tuple[Any, .
             conn.close()
     except sqlite3.Error:
         return None
-
-
-def current_content(layout: Layout, name: str) -> tuple[str, int] | None:
-    """(xxh3, size) of the newest listed, fetched content of `name` in this cache's index."""
-    row = _query_ro(layout, _CURRENT_SQL, (name,))
-    return None if row is None else (str(row[0]), int(row[1]))
 
 
 def known_content(layout: Layout, name: str, size: int,

@@ -52,10 +52,3 @@ def canonical_name(text: str) -> str:
     return parse_name(candidate).name
 
 
-def is_constituent_name(text: str) -> bool:
-    """True when `text` is a valid constituent name."""
-    try:
-        parse_name(text)
-    except InvalidName:
-        return False
-    return True
