@@ -4,7 +4,6 @@ place, progress and summary lines, interrupts, --offline, the cifbuild drop-in."
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shlex
@@ -244,23 +243,6 @@ def test_fetch_ends_with_a_summary_and_v_logs_requests(cli_cache, archive):
     assert again.stderr.strip().splitlines()[-1] == "downloaded 0 files (0 B), 1 already cached"
     assert "HTTP Request" not in again.stderr
     assert size > 0
-
-
-def test_plain_progress_lines_when_not_a_terminal(tmp_path):
-    from ccfcache.progress import CliProgress
-
-    stream = io.StringIO()
-    (tmp_path / "a.part").write_bytes(b"x" * 100)
-    progress = CliProgress(terminal=False, stream=stream, watch=tmp_path, interval=0.3)
-    progress.start("fetching 2 files", 5000, "bytes")
-    (tmp_path / "a.part").write_bytes(b"x" * 1100)  # grows by 1000 bytes mid-file
-    time.sleep(1.0)
-    assert progress.shown() == 1000
-    progress.advance(3000)
-    progress.finish()
-    lines = stream.getvalue().splitlines()
-    assert lines and lines[0].startswith("fetching 2 files: 1.0 KB of 5.0 KB")
-    assert progress.tally.summary(4) == "downloaded 1 files (3.0 KB), 4 already cached"
 
 
 # -- interrupts -------------------------------------------------------------------------------

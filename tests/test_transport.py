@@ -262,21 +262,6 @@ def test_retry_after_as_a_date_is_honoured(synced, server, archive) -> None:
     assert server.counts(name).gets == 2
 
 
-def test_retry_after_values() -> None:
-    """The pure decision: seconds or an HTTP date, capped, nonsense ignored."""
-    import email.utils
-
-    from ccfcache.retry import retry_after_seconds
-
-    now = 1_000_000_000.0
-    assert retry_after_seconds("7", now=now) == 7
-    assert retry_after_seconds(email.utils.formatdate(now + 30, usegmt=True), now=now) == 30
-    assert retry_after_seconds(email.utils.formatdate(now - 30, usegmt=True), now=now) == 0
-    assert retry_after_seconds("86400", now=now, cap=60) == 60
-    assert retry_after_seconds("soon", now=now) is None
-    assert retry_after_seconds("nan", now=now) is None
-
-
 def test_requests_in_flight_per_host_are_capped(tmp_path, server, source_urls, archive,
                                                 monkeypatch) -> None:
     """With host_connections 2, eight workers never have more than two requests in flight at
