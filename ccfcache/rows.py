@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Self
 
 
 class Row(Mapping[str, Any]):
@@ -44,7 +44,7 @@ class Row(Mapping[str, Any]):
         return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
 
     @classmethod
-    def from_mapping(cls, row: Any) -> Any:
+    def from_mapping(cls, row: Any) -> Self:
         """Build from a mapping with (at least) every field; extra keys are ignored."""
         names = cls.__dataclass_fields__
         return cls(**{k: row[k] for k in row.keys() if k in names})
