@@ -28,17 +28,17 @@ class CifPlan:
 
     @property
     def selected_bytes(self) -> int:
-        return sum(int(r["size"]) for r in self.rows)
+        return sum(r.size for r in self.rows)
 
     @property
     def missing_bytes(self) -> int:
-        return sum(int(r["size"]) for r in self.missing)
+        return sum(r.size for r in self.missing)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "obs_date": self.obs_date, "analysis_date": self.analysis_date,
             "selected": len(self.rows), "selected_bytes": self.selected_bytes,
-            "download": [{"name": r["name"], "size": int(r["size"])} for r in self.missing],
+            "download": [{"name": r.name, "size": r.size} for r in self.missing],
             "download_bytes": self.missing_bytes, "cached": len(self.rows) - len(self.missing),
             "warnings": self.warnings,
         }  # fmt: skip
