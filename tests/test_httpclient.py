@@ -1,0 +1,58 @@
+"""The HTTP client's policy (`ccfcache.httpclient`): how a network error is named and whether
+it is worth another try, the User-Agent, and redirects kept on the source's host. Retries,
+Retry-After and per-host caps against the real test server are in test_transport.py."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from ccfcache.errors import FetchError, TransferError
+from ccfcache.httpclient import MAX_MESSAGE, HttpClient, describe, map_error, user_agent
+from ccfcache.retry import Policy
+from ccfcache.version import __version__
+
+
+def test_describe_is_one_short_line() -> None:
+    assert describe(httpx.ReadTimeout("")) == "ReadTimeout"
+    text = describe(httpx.ConnectError("refused\nby peer" + "x" * 1000))
+    assert text.startswith("ConnectError: refused by peer") and "\n" not in text
+    assert len(text) == len("ConnectError: ") + MAX_MESSAGE
+
+
+@pytest.mark.parametrize("exc, retried", [
+    (httpx.ReadTimeout("t"), True),
+    (httpx.ConnectError("c"), True),
+    (httpx.RemoteProtocolError("p"), True),
+    (httpx.DecodingError("d"), True),
+    (httpx.StreamClosed(), True),
+    (httpx.InvalidURL("u"), False),
+    (httpx.TooManyRedirects("r"), False),
+])
+def test_a_cut_transfer_is_worth_another_try(exc: Exception, retried: bool) -> None:
+    error = map_error(exc, "download of X", "http://h/x")
+    assert isinstance(error, FetchError)
+    assert isinstance(error, TransferError) is retried
+    assert str(error).startswith("download of X: ") and str(error).endswith(" from http://h/x")
+
+
+def test_user_agent_names_the_version_and_project() -> None:
+    agent = user_agent()
+    assert agent.startswith(f"ccfcache/{__version__} (+https://") and agent.endswith(")")
+
+
+def test_redirects_stay_on_the_sources_host(server) -> None:
+    client = HttpClient(server.url("/pub/ccf/constituents/"), timeout=10.0,
+                        policy=Policy(retries=0))
+    try:
+        server.set_fault("redirect", on="listing", times=1,
+                         location=server.url("/pub/ccf/valid_constituents/"))
+        with client.request("GET", server.url("/pub/ccf/constituents/"), what="listing") as r:
+            assert r.status_code == 200 and str(r.url).endswith("/valid_constituents/")
+        server.set_fault("redirect", on="listing", times=1,
+                         location="http://elsewhere.example/pub/ccf/")
+        with pytest.raises(FetchError, match="refused redirect to another host"):
+            with client.request("GET", server.url("/pub/ccf/constituents/"), what="listing"):
+                pass
+    finally:
+        client.close()
