@@ -328,7 +328,7 @@ class NewVersion:
 
 __all__ = [
     "BlobRecord", "BlobUse", "CacheStats", "CifEntry", "CifRecord", "ConstituentRow",
-    "ConstituentStatus", "CifRows", "IndexCounts", "KnownListing", "ListingSource",
+    "ConstituentStatus", "CifRows", "FetchedUnder", "IndexCounts", "KnownListing", "ListingSource",
     "ListingWrite", "MountVersion", "NameState", "NewVersion", "Row", "SeedVersion",
     "StoredContent", "Version", "VersionState",
 ]  # fmt: skip
