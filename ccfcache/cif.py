@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import glob
 import os
+import struct
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -245,9 +246,10 @@ def _checked_int(value: Any, limits: tuple[int, int], name: str, number: int,
 
 
 _BLOCK = 2880  # FITS block size
-# one CALINDEX row as numpy lays it out: big-endian integers, fixed-width byte strings
-_RECORD_DTYPE = [(c.name, ">i2" if c.tform == "I" else ">i4" if c.tform == "J"
-                  else f"S{_width(c.tform)}") for c in CIF_COLUMNS]
+# one CALINDEX row: big-endian integers, fixed-width byte strings padded with NULs (as numpy
+# and astropy lay it out; struct, so that a warm build imports neither)
+_RECORD = struct.Struct(">" + "".join("h" if c.tform == "I" else "i" if c.tform == "J"
+                                      else f"{_width(c.tform)}s" for c in CIF_COLUMNS))
 
 
 def _padded(data: bytes, fill: bytes = b"\0") -> bytes:
@@ -256,8 +258,14 @@ def _padded(data: bytes, fill: bytes = b"\0") -> bytes:
 
 @functools.lru_cache(maxsize=256)
 def _card_image(card: tuple[Any, ...]) -> str:
-    """One card (keyword, value[, comment]) as astropy formats it, CONTINUE cards included.
-    Cached: most cards are the same in every CIF, and formatting one costs ~50 us."""
+    """One card (keyword, value[, comment]) as astropy formats it, CONTINUE cards included:
+    by `cards.card_image` for the kinds of card a CIF holds, else by astropy. Cached: most
+    cards are the same in every CIF."""
+    from .cards import card_image
+
+    image = card_image(*card)
+    if image is not None:
+        return image
     from astropy.io import fits
 
     return str(fits.Card(*card).image)
@@ -271,9 +279,7 @@ def _header_bytes(cards: list[tuple[Any, ...]]) -> bytes:
 
 def _table_header(count: int, header_values: dict[str, str]) -> bytes:
     """The CALINDEX header exactly as astropy's BinTableHDU (hence cifbuild/CFITSIO) writes it."""
-    import numpy as np
-
-    row_bytes = np.dtype(_RECORD_DTYPE).itemsize
+    row_bytes = _RECORD.size
     structure = {"XTENSION": "BINTABLE", "BITPIX": 8, "NAXIS": 2, "NAXIS1": row_bytes,
                  "NAXIS2": count, "PCOUNT": 0, "GCOUNT": 1, "TFIELDS": len(CIF_COLUMNS)}
     cards: list[tuple[Any, ...]] = [(key, value, _TABLE_COMMENTS[key])
@@ -290,14 +296,11 @@ def _table_header(count: int, header_values: dict[str, str]) -> bytes:
 
 def _table_data(values: dict[str, list[Any]], count: int) -> bytes:
     """The CALINDEX rows as big-endian FITS binary-table bytes, padded to whole blocks."""
-    import numpy as np
-
-    table = np.zeros(count, dtype=_RECORD_DTYPE)
-    for column in CIF_COLUMNS:
-        data = values[column.name]
-        table[column.name] = data if column.tform in ("I", "J") else [
-            text.encode("ascii") for text in data]
-    return _padded(table.tobytes())
+    columns = [values[column.name] if column.tform in ("I", "J")
+               else [text.encode("ascii") for text in values[column.name]]
+               for column in CIF_COLUMNS]
+    pack = _RECORD.pack
+    return _padded(b"".join(pack(*row) for row in zip(*columns, strict=True)))
 
 
 def _primary_header(parameters: Mapping[str, str], creator: str, now: datetime | None) -> bytes:
