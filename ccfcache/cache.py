@@ -82,6 +82,7 @@ class Cache:
         self._sources: dict[str, Source] | None = None
         self._memo: dict[str, Path] = {}  # name -> blob path, valid for `_memo_stamp`
         self._memo_stamp: tuple[Any, ...] | None = None
+        self.header_reads: tuple[int, int] | None = None  # (read by the last command, listed)
 
     # -- plumbing ---------------------------------------------------------------------------
     @property
@@ -150,9 +151,11 @@ class Cache:
         max_delete: int | None = None,
         force: bool = False,
         s3_endpoint: str | None = None,
+        headers: bool = True,
     ) -> SyncReport:
         """Reconcile the index with the sources' listings (remembering new `sources` and a
-        new `s3_endpoint`)."""
+        new `s3_endpoint`). With `headers` False it stops after the listings: the headers
+        of new names are read when a command needs them (see `ensure_listed`)."""
         from .sync import sync
 
         if sources or s3_endpoint:
@@ -183,15 +186,22 @@ class Cache:
         return sync(index, list(self.sources().values()), workers=self.settings.workers,
                     header_cap=self.settings.host_connections,
                     dry_run=dry_run, max_delete=max_delete, force=force,
-                    progress=self.progress, keep_header=keep)
+                    progress=self.progress, keep_header=keep, headers=headers)
 
     def _synced_once(self) -> bool:
         return self.index.synced_once()
 
     def ensure_synced(self) -> None:
-        """Sync a cache that never synced, once across processes and hosts: the first to
-        take the first-sync lock syncs, the others wait and use its index (16 cold `cif`s
-        read each header once, not 16 times)."""
+        """Sync a cache that never synced (once across processes and hosts: the first to take
+        the first-sync lock syncs, the others wait and use its index), then read the headers
+        a listings-only sync left unread: for commands that need the whole index."""
+        self.ensure_listed()
+        self.read_headers()
+
+    def ensure_listed(self) -> None:
+        """Sync a cache that never synced, stopping after the listings (`sync(headers=
+        False)`): a CIF then reads only the headers it needs (`ccfcache.demand`). Once across
+        processes and hosts, as `ensure_synced` (16 cold `cif`s list the sources once)."""
         from .locks import FileLock
 
         if self._synced_once():
@@ -205,12 +215,114 @@ class Cache:
             if lock.try_acquire():
                 try:
                     if not self._synced_once():
-                        self.sync()
+                        self.sync(headers=False)
                 finally:
                     lock.release()
                 return
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 1.0)
+
+    def _can_read_headers(self, count: int) -> bool:
+        """Whether `count` unread headers can be read now (a clear error when they cannot)."""
+        if count == 0:
+            return False
+        if offline():
+            raise OfflineError(
+                f"offline: {count} headers listed at the last sync are not read yet; run "
+                "without --offline / CCFCACHE_OFFLINE (or `ccfcache sync` when online)")
+        if self.index.readonly:
+            raise OfflineError(
+                f"{count} headers of the read-only cache {self.root} are not read yet; ask "
+                "its owner to run `ccfcache sync` there")
+        return True
+
+    def read_headers(self, names: list[str] | None = None) -> int:
+        """Read the headers a listings-only sync left unread (of these `names`, or all), as
+        `sync` would; returns how many were read. A read that fails leaves its header unread
+        (the next command or `ccfcache sync` tries again)."""
+        from .sync import SyncReport, read_heads, record_heads
+
+        index = self.index
+        if names is None and not index.has_unread():
+            return 0
+        unread = index.unread_listings(names)
+        if not self._can_read_headers(len(unread)):
+            return 0
+        from .listing import ListingEntry
+
+        to_read = [(u.source, ListingEntry(name=u.name, href=u.href or u.name, size=u.size,
+                                           size_hint=u.size_hint, mtime=u.mtime))
+                   for u in unread if u.source in self.settings.sources]
+        report = SyncReport()
+        keep = self.store.put_header
+        heads, _ = read_heads(to_read, self.sources(), workers=self.settings.workers,
+                              progress=self.progress, cap=self.settings.host_connections,
+                              keep_header=keep,
+                              on_batch=lambda batch: record_heads(index, batch, report))
+        if heads:
+            self.header_reads = (len(heads), index.header_counts()[1])
+        return len(heads)
+
+    def _read_for_selection(self, obs: str, anal: str, *, category: str,
+                            ignore_category: bool, historical: bool,
+                            groups: list[tuple[str, str]] | None = None,
+                            prefetch: bool = False) -> None:
+        """Read the unread headers a selection for these dates needs (`ccfcache.demand`):
+        per type, from the highest issue down to the first valid one. With `prefetch`, a
+        type's selected content starts downloading as soon as the type is decided, while
+        other headers are still being read. `historical` reads every header."""
+        index = self.index
+        if not index.has_unread():
+            return
+        if historical:
+            self.read_headers()
+            return
+        from .demand import Rule, Walk, read_on_demand
+        from .locks import FileLock
+        from .routes import BOOK
+        from .sync import SyncReport, read_group, record_heads
+
+        unread_count, total = index.header_counts()
+        if not self._can_read_headers(unread_count):
+            return
+        lock = FileLock(self.layout.locks / "headers.lock")  # concurrent cold CIFs read once
+        delay = 0.05
+        while not lock.try_acquire():
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 1.0)
+        downloads = _Prefetch(self, obs, anal, category=category,
+                              ignore_category=ignore_category) if prefetch else None
+        try:
+            unread = [u for u in index.unread_listings() if u.source in self.settings.sources]
+            counts: dict[str, int] = {}
+            for u in unread:
+                counts[u.name] = counts.get(u.name, 0) + 1
+            rule = Rule(obs, anal, category, ignore_category)
+            walk = Walk.plan(index.listed_names(), counts, index.current_versions(), rule,
+                             groups=groups)
+            sources = self.sources()
+            keep = self.store.put_header
+            report = SyncReport()
+            self.progress.start("reading the headers this CIF needs", len(unread))
+            try:
+                done = read_on_demand(
+                    walk, unread, lambda group: read_group(group, sources, BOOK, keep),
+                    lambda batch: record_heads(index, batch, report),
+                    workers=self.settings.workers, cap=self.settings.host_connections,
+                    on_resolved=downloads.submit if downloads is not None else None,
+                    advance=self.progress.advance)
+            finally:
+                self.progress.finish()
+            if done:
+                self.header_reads = (done, total)
+        except BaseException:
+            if downloads is not None:
+                downloads.cancel()
+            raise
+        finally:
+            lock.release()
+        if downloads is not None:
+            downloads.wait()
 
     # -- lookups ----------------------------------------------------------------------------
     def current_version(self, name: str) -> Version:
@@ -218,7 +330,9 @@ class Cache:
         name = canonical_name(name)
         rows = self.index.current_versions([name])
         if not rows and not self._synced_once():
-            self.ensure_synced()
+            self.ensure_listed()
+        if self.index.unread_listings([name]):  # listed, header not read yet
+            self.read_headers([name])
             rows = self.index.current_versions([name])
         if not rows:
             if self.index.is_known_name(name):
@@ -291,6 +405,12 @@ class Cache:
             if not any(ch in wanted for ch in "*?["):
                 wanted = f"*{wanted}*"
             rows = [r for r in rows if fnmatch.fnmatchcase(r.name, wanted)]
+        unread = {u.name for u in self.index.unread_listings()} if \
+            self.index.has_unread() else set()
+        shown = [r.name for r in rows if r.name in unread]
+        if shown and not offline() and not self.index.readonly and self.read_headers(shown):
+            fresh = {r.name: r for r in self.index.constituents()}  # sizes, dates just read
+            rows = [fresh.get(r.name, r) for r in rows]
         store = self.store
         return [ConstituentStatus(
             **r.as_dict(), status="withdrawn" if r.withdrawn_at else "listed",
@@ -312,6 +432,7 @@ class Cache:
             bytes_stored=counts.bytes_stored,
             bytes_listed=counts.bytes_listed,
             bytes_saved_by_dedup=max(0, counts.bytes_served_stored - counts.bytes_stored),
+            headers_unread=self.index.header_counts()[0],
         )
 
     # -- CIFs -------------------------------------------------------------------------------
@@ -340,9 +461,11 @@ class Cache:
         from .build import build_cif
         from .dates import resolve_date
 
-        resolve_date(obs_date, now=now)  # a bad date fails before any sync
-        resolve_date(analysis_date, now=now)
-        self.ensure_synced()
+        obs = resolve_date(obs_date, now=now)  # a bad date fails before any sync
+        anal = resolve_date(analysis_date, now=now)
+        self.ensure_listed()
+        self._read_for_selection(obs, anal, category=category, ignore_category=ignore_category,
+                                 historical=historical, prefetch=True)
         return build_cif(self.index, self.store, self.fetcher(), obs_date, analysis_date, out,
                          category=category, ignore_category=ignore_category,
                          historical=historical, fullpath=fullpath, pin=pin,
@@ -356,9 +479,11 @@ class Cache:
         from .cifplan import plan_cif
         from .dates import resolve_date
 
-        resolve_date(obs_date)  # a bad date fails before any sync
-        resolve_date(analysis_date)
-        self.ensure_synced()
+        obs = resolve_date(obs_date)  # a bad date fails before any sync
+        anal = resolve_date(analysis_date)
+        self.ensure_listed()
+        self._read_for_selection(obs, anal, category=category, ignore_category=ignore_category,
+                                 historical=historical)
         return plan_cif(self.index, self.fetcher(), obs_date, analysis_date, category=category,
                         ignore_category=ignore_category, historical=historical)
 
@@ -391,7 +516,9 @@ class Cache:
         obs = resolve_date(obs_date)
         anal = resolve_date(analysis_date)
         group = (scope.strip().upper(), typeid.strip().upper())
-        self.ensure_synced()
+        self.ensure_listed()
+        self._read_for_selection(obs, anal, category=category, ignore_category=False,
+                                 historical=historical, groups=[group])
         selection = select_rows(self.index, obs, anal, category=category, historical=historical)
         found = [r for r in selection.rows if (r["scope"], r["typeid"]) == group]
         if not found:
@@ -409,6 +536,8 @@ class Cache:
         from .mif import mif_versions, write_mif
 
         anal = normalise_date(analysis_date) if analysis_date is not None else None
+        if not fetch:
+            self.read_headers()  # a MIF lists every constituent: headers left unread first
         if fetch:
             self.ensure_synced()
             chosen = mif_versions(self.index.versions_with_state(), anal, category=category)
@@ -592,6 +721,54 @@ class Selected:
         if failures:
             raise FetchError(failures[self.content_id])
         return paths[self.content_id]
+
+
+class _Prefetch:
+    """A CIF's selected contents, downloaded type by type as soon as the header reads
+    decide each type (`Cache._read_for_selection`), while other headers are still read.
+    Every download goes through `Fetcher.fetch_one` (content lock, verified publish); a
+    failure here is left for the build's own fetch, which reports it."""
+
+    def __init__(self, cache: Cache, obs: str, anal: str, *, category: str,
+                 ignore_category: bool) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.cache, self.obs, self.anal = cache, obs, anal
+        self.category, self.ignore_category = category, ignore_category
+        self.fetcher = cache.fetcher()
+        self.submitted: set[int] = set()
+        self.pool = ThreadPoolExecutor(max_workers=max(1, cache.settings.workers),
+                                       thread_name_prefix="ccfcache-prefetch")
+
+    def submit(self, groups: set[tuple[str, str]]) -> None:
+        """Start downloading the selected contents of these newly decided types."""
+        from .build import select_rows
+
+        selection = select_rows(self.cache.index, self.obs, self.anal, category=self.category,
+                                ignore_category=self.ignore_category)
+        for row in selection.rows:
+            if (row.scope, row.typeid) not in groups or row.id in self.submitted:
+                continue
+            self.submitted.add(row.id)
+            if self.fetcher.local_path(row) is None:
+                self.pool.submit(self._one, row)
+
+    def _one(self, version: Version) -> None:
+        from .errors import CcfCacheError
+
+        try:
+            self.fetcher.fetch_one(version)
+        except CcfCacheError:
+            return  # the build's fetch tries again and says why
+        count = getattr(self.cache.progress, "count_download", None)
+        if count is not None:
+            count(int(version.size))
+
+    def wait(self) -> None:
+        self.pool.shutdown(wait=True)
+
+    def cancel(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 class _LazySources(Mapping[str, "Source"]):

@@ -42,6 +42,7 @@ from .rows import (
     IndexCounts,
     KnownListing,
     ListingSource,
+    ListingUnread,
     ListingWrite,
     MountVersion,
     NameState,
@@ -683,6 +684,37 @@ class Index:
             "(SELECT 1 FROM listings l WHERE l.name = c.name "
             f"AND l.source IN ({_marks(chosen)}))", chosen)]
 
+    def has_unread(self) -> bool:
+        """Whether some listing row has no version yet (its header is not read)."""
+        return bool(self._rows("SELECT 1 FROM listings WHERE version_id IS NULL LIMIT 1"))
+
+    def header_counts(self) -> tuple[int, int]:
+        """(listing rows whose header is not read yet, all listing rows)."""
+        row = self._rows("SELECT count(*) - count(version_id) AS unread, count(*) AS total "
+                         "FROM listings")[0]
+        return int(row["unread"]), int(row["total"])
+
+    def unread_listings(self, names: Iterable[str] | None = None) -> list[ListingUnread]:
+        """The listing rows whose header is not read yet (of these names), by name."""
+        sql = ("SELECT l.source, l.name, l.size_hint, l.mtime, l.size, l.href, c.scope, "
+               "c.typeid, c.issue FROM listings l JOIN constituents c ON c.name = l.name "
+               "WHERE l.version_id IS NULL")
+        rows: list[sqlite3.Row] = []
+        if names is None:
+            rows = self._rows(sql + " ORDER BY l.name, l.source")
+        else:
+            wanted = sorted(set(names))
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                rows += self._rows(sql + f" AND l.name IN ({','.join('?' * len(chunk))}) "
+                                   "ORDER BY l.name, l.source", tuple(chunk))
+        return [ListingUnread(r["source"], r["name"], r["size_hint"], r["mtime"], r["size"],
+                              r["href"], r["scope"], r["typeid"], r["issue"]) for r in rows]
+
+    def listed_names(self) -> list[str]:
+        """Every name some source lists now (header read or not)."""
+        return [r["name"] for r in self._rows("SELECT DISTINCT name FROM listings")]
+
     def name_states(self) -> list[NameState]:
         """Every name ever listed, with its withdrawal time."""
         return [NameState(r["name"], r["withdrawn_at"])
@@ -696,16 +728,23 @@ class Index:
                    withdrawn: list[str], listed: set[str], source_counts: dict[str, int],
                    now: float,
                    validators: Mapping[str, tuple[str | None, str | None]] | None = None,
+                   unread: Iterable[ListingUnread] = (),
                    ) -> list[NewVersion]:
         """Write the outcome of a sync in one short transaction (plain SQL, batched:
         sqlite-utils' per-row table introspection cost 1 s per 1,000 headers), with the
-        listing validators to keep per source ((None, None): forget them). `listed` names
+        listing validators to keep per source ((None, None): forget them) and the `unread`
+        entries (listed, header not read yet: a listings row with no version; a withdrawn
+        name stays withdrawn until its header is read). `listed` names
         are seen now (`last_seen`); the names of a listing that did not change (304) keep
         theirs: the source's `listed_at` says when its listing was last confirmed (updating
         100,000 rows took most of a no-change sync). Returns the versions inserted."""
         new: list[NewVersion] = []
         with self._writing():
             conn = self.conn
+            conn.executemany(_UPSERT_UNREAD, [
+                (u.source, u.name, u.size_hint, u.mtime, u.size, now, u.href) for u in unread])
+            conn.executemany(_INSERT_UNREAD_CONSTITUENT, [
+                (u.name, u.scope, u.typeid, u.issue, now, now) for u in unread])
             for head in heads:
                 fields = head.fields
                 found = conn.execute(_SAME_HEADER, (
@@ -1099,6 +1138,19 @@ _UPSERT_LISTING = (
     "UPDATE SET size_hint = excluded.size_hint, mtime = excluded.mtime, size = excluded.size, "
     "etag = excluded.etag, last_modified = excluded.last_modified, "
     "version_id = excluded.version_id, seen_at = excluded.seen_at, href = excluded.href"
+)
+_UPSERT_UNREAD = (
+    "INSERT INTO listings (source, name, size_hint, mtime, size, etag, last_modified, "
+    "version_id, seen_at, href) VALUES (?, ?, ?, ?, ?, NULL, NULL, NULL, ?, ?) "
+    "ON CONFLICT(source, name) DO "
+    "UPDATE SET size_hint = excluded.size_hint, mtime = excluded.mtime, size = excluded.size, "
+    "etag = NULL, last_modified = NULL, version_id = NULL, seen_at = excluded.seen_at, "
+    "href = excluded.href"
+)
+_INSERT_UNREAD_CONSTITUENT = (
+    "INSERT INTO constituents (name, scope, typeid, issue, first_seen, last_seen, "
+    "withdrawn_at) VALUES (?, ?, ?, ?, ?, ?, NULL) ON CONFLICT(name) DO UPDATE SET "
+    "last_seen = excluded.last_seen"
 )
 _UPSERT_CONSTITUENT = (
     "INSERT INTO constituents (name, scope, typeid, issue, first_seen, last_seen, "

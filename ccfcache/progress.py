@@ -111,6 +111,14 @@ class CliProgress:
                 self.tally.files += 1
                 self.tally.bytes += amount
 
+    def count_download(self, size: int) -> None:
+        """A file downloaded outside a `start`ed fetch (a CIF's downloads that start while
+        headers are still read): counted in the tally for the summary line."""
+        with self._lock:
+            self.tally.files += 1
+            self.tally.bytes += size
+            self.tally.planned_bytes += size
+
     def finish(self) -> None:
         thread, self._thread = self._thread, None
         if thread is not None:

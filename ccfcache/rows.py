@@ -280,8 +280,9 @@ class CacheStats(Row):
     versions_known: int
     contents_stored: int
     bytes_stored: int
-    bytes_listed: int
+    bytes_listed: int  # of the listed constituents whose header is read
     bytes_saved_by_dedup: int
+    headers_unread: int = 0  # listed, header not read yet (a CIF reads what it needs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,6 +320,23 @@ class ListingWrite:
 
 
 @dataclass(frozen=True, slots=True)
+class ListingUnread:
+    """A listing entry whose header is not read yet (a `listings` row with no version): what
+    a sync that stops after the listings records, and what a CIF reads on demand. `scope`,
+    `typeid` and `issue` come from the name."""
+
+    source: str
+    name: str
+    size_hint: int | None
+    mtime: str | None
+    size: int | None
+    href: str | None
+    scope: str
+    typeid: str
+    issue: int
+
+
+@dataclass(frozen=True, slots=True)
 class NewVersion:
     """A version sync inserted: its name and header problem (None when readable)."""
 
@@ -329,6 +347,6 @@ class NewVersion:
 __all__ = [
     "BlobRecord", "BlobUse", "CacheStats", "CifEntry", "CifRecord", "ConstituentRow",
     "ConstituentStatus", "CifRows", "FetchedUnder", "IndexCounts", "KnownListing", "ListingSource",
-    "ListingWrite", "MountVersion", "NameState", "NewVersion", "Row", "SeedVersion",
-    "StoredContent", "Version", "VersionState",
+    "ListingUnread", "ListingWrite", "MountVersion", "NameState", "NewVersion", "Row",
+    "SeedVersion", "StoredContent", "Version", "VersionState",
 ]  # fmt: skip

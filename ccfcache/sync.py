@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
@@ -20,7 +20,7 @@ from .listing import Listing, ListingEntry
 from .progress import NullProgress, Progress
 from .reconcile import SyncPlan, check_withdrawal_safety, plan_sync
 from .routes import BOOK, RouteBook, group_routes, rank_routes
-from .rows import ListingWrite
+from .rows import ListingUnread, ListingWrite
 from .sources import Source
 from .transport import Head, ListingValidators, NotModified
 
@@ -42,6 +42,7 @@ class SyncReport:
     withdrawn: list[str] = field(default_factory=list)
     reappeared: list[str] = field(default_factory=list)
     header_errors: list[str] = field(default_factory=list)
+    unread: int = 0  # listed entries whose header was left to read (`headers=False`)
     failures: list[str] = field(default_factory=list)
     dry_run: bool = False
     refused: str | None = None  # why a real sync would stop (dry runs only)
@@ -159,6 +160,44 @@ class InFlight:
         self._window, self._failed = [], 0
 
 
+Read = tuple[str, ListingEntry, Head, dict[str, Any]]  # (source, entry, head, version fields)
+
+
+def read_group(group: list[tuple[str, ListingEntry]], sources: Mapping[str, Source],
+               book: RouteBook, keep_header: Callable[[bytes], object] | None,
+               ) -> tuple[list[Read], float]:
+    """Read one header that serves a group of (source, entry) pairs (`group_routes`), from
+    the route ranked first, falling back to the next on an error; return the pairs with the
+    header's version fields, and the latency of the read that answered."""
+    entries = dict(group)
+    name = group[0][1].name
+    failure: CcfCacheError | None = None
+    for src in rank_routes(list(entries), book.snapshot(), time.time(), name):
+        start = time.perf_counter()
+        try:
+            head = sources[src].read_head(entries[src].href)  # as the server spells it
+        except CcfCacheError as exc:
+            book.failure(src, time.time())
+            failure = exc
+            continue
+        latency = time.perf_counter() - start
+        book.success(src)
+        fields = _version_fields(name, head)
+        if keep_header is not None and fields["header_error"] is None:
+            try:
+                keep_header(head.data[: fields["header_size"]])
+            except CcfCacheError:
+                pass  # the mount reads such a header again with one Range request
+        # the header bytes are not kept once parsed (100,000 held ~300 MB until apply)
+        head = replace(head, data=b"")
+        shared = replace(head, etag=None, last_modified=None)  # validators are per route
+        return [(src, entries[src], head, fields)] + [
+            (other, entry, shared, fields) for other, entry in group if other != src
+        ], latency
+    assert failure is not None
+    raise failure
+
+
 def read_heads(
     to_read: list[tuple[str, ListingEntry]],
     sources: dict[str, Source],
@@ -185,33 +224,7 @@ def read_heads(
 
     def read(group: list[tuple[str, ListingEntry]]
              ) -> tuple[list[tuple[str, ListingEntry, Head, dict[str, Any]]], float]:
-        entries = dict(group)
-        name = group[0][1].name
-        failure: CcfCacheError | None = None
-        for src in rank_routes(list(entries), book.snapshot(), time.time(), name):
-            start = time.perf_counter()
-            try:
-                head = sources[src].read_head(entries[src].href)  # as the server spells it
-            except CcfCacheError as exc:
-                book.failure(src, time.time())
-                failure = exc
-                continue
-            latency = time.perf_counter() - start
-            book.success(src)
-            fields = _version_fields(name, head)
-            if keep_header is not None and fields["header_error"] is None:
-                try:
-                    keep_header(head.data[: fields["header_size"]])
-                except CcfCacheError:
-                    pass  # the mount reads such a header again with one Range request
-            # the header bytes are not kept once parsed (100,000 held ~300 MB until apply)
-            head = replace(head, data=b"")
-            shared = replace(head, etag=None, last_modified=None)  # validators are per route
-            return [(src, entries[src], head, fields)] + [
-                (other, entry, shared, fields) for other, entry in group if other != src
-            ], latency
-        assert failure is not None
-        raise failure
+        return read_group(group, sources, book, keep_header)
 
     done: list[tuple[str, ListingEntry, Head, dict[str, Any]]] = []
     pending: list[tuple[str, ListingEntry, Head, dict[str, Any]]] = []
@@ -255,13 +268,23 @@ def read_heads(
     return done, failures
 
 
+def _unread(source: str, entry: ListingEntry) -> ListingUnread:
+    from .names import parse_name
+
+    parts = parse_name(entry.name)
+    return ListingUnread(source, entry.name, entry.size_hint, entry.mtime, entry.size,
+                         entry.href, parts.scope, parts.typeid, parts.issue)
+
+
 def apply_sync(index: Index, plan: SyncPlan,
                heads: list[tuple[str, ListingEntry, Head, dict[str, Any]]],
                listings: dict[str, Listing], report: SyncReport,
                not_modified: AbstractSet[str] = frozenset(),
-               read_names: set[str] | None = None) -> None:
+               read_names: set[str] | None = None,
+               unread: list[ListingUnread] | None = None) -> None:
     """Write the outcome of a sync into the index in one short transaction (`heads`: those
-    not recorded yet; `read_names`: every name whose header this sync read)."""
+    not recorded yet; `read_names`: every name whose header this sync read; `unread`: the
+    entries a listings-only sync leaves to read)."""
     writes = _writes(heads)
     listed = {name for listing in listings.values() for name in listing.entries}
     # a listing is asked for conditionally next time only when every row of it is in the
@@ -273,7 +296,7 @@ def apply_sync(index: Index, plan: SyncPlan,
         writes, dropped=plan.dropped, withdrawn=plan.withdrawn, listed=listed,
         source_counts={**{url: len(listing.entries) for url, listing in listings.items()},
                        **plan.unchanged_sources},
-        now=time.time(), validators=validators)
+        now=time.time(), validators=validators, unread=unread or ())
     report.new_versions.extend(v.name for v in new)
     report.header_errors.extend(v.header_error for v in new if v.header_error)
     # a withdrawn name listed again comes back only once its header was read (a listing
@@ -310,8 +333,12 @@ def sync(
     force: bool = False,
     progress: Progress | None = None,
     keep_header: Callable[[bytes], object] | None = None,
+    headers: bool = True,
 ) -> SyncReport:
-    """Reconcile the index with the sources; see the module docstring."""
+    """Reconcile the index with the sources; see the module docstring. With `headers`
+    False the sync stops after the listings: the entries it would read are recorded as
+    listed with their header not read yet (`Index.unread_listings`), for a CIF to read only
+    the headers it needs (`ccfcache.demand`) and the next full sync to read the rest."""
     progress = progress or NullProgress()
     listings, not_modified = fetch_listings(sources, index)
     plan = plan_from_index(index, listings, not_modified)
@@ -333,6 +360,11 @@ def sync(
     if refusal:
         raise ListingError(refusal + " (nothing changed)")
     if dry_run:
+        return report
+    if not headers:
+        unread = [_unread(src, entry) for src, entry in plan.to_read]
+        report.unread = len(unread)
+        apply_sync(index, plan, [], listings, report, not_modified, unread=unread)
         return report
     by_url = {source.url: source for source in sources}
     read_names: set[str] = set()

@@ -17,6 +17,7 @@ from .common import (
     download_summary,
     export_lines,
     fail,
+    header_note,
     human,
     one_line,
     open_cache,
@@ -136,11 +137,14 @@ def cif(
     with open_cache(cache_dir, sources=source) as cache:
         announce_first_sync(cache, quiet=as_json)
         if dry_run:
-            _print_plan(cache.plan_cif(obs_date, analysis_date, category=category,
-                                       historical=historical), as_json)
+            plan = cache.plan_cif(obs_date, analysis_date, category=category,
+                                  historical=historical)
+            header_note(cache, quiet=as_json)
+            _print_plan(plan, as_json)
             return
         result = cache.cif(obs_date, analysis_date, output, fullpath=fullpath,
                            historical=historical, category=category, pin=pin)
+        header_note(cache, quiet=as_json)
         download_summary(cache, len(result.rows), quiet=as_json)
     _print_cif(result, as_json)
 
@@ -168,6 +172,7 @@ def cifbuild(
                            fullpath=params.fullpath, category=params.category,
                            ignore_category=params.ignore_category,
                            parameters=params.as_parameters())
+        header_note(cache, quiet=as_json)
         download_summary(cache, len(result.rows), quiet=as_json)
     _print_cif(result, as_json)
 

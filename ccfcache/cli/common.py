@@ -157,6 +157,16 @@ def download_summary(cache: Any, items: int | None = None, *, quiet: bool = Fals
     say(tally.summary(cached))
 
 
+def header_note(cache: Any, *, quiet: bool = False) -> None:
+    """After a command that read only the headers it needed: how many, of how many listed."""
+    reads = getattr(cache, "header_reads", None)
+    if reads is None or quiet:
+        return
+    done, listed = reads
+    say(f"read {done} of {listed} headers (the rest when a command needs them; "
+        "`ccfcache sync` reads them all)")
+
+
 def _plain(value: Any) -> Any:
     """JSON for the library's typed results (their `as_dict()`), else their text."""
     as_dict = getattr(value, "as_dict", None)

@@ -1,0 +1,278 @@
+"""A cold CIF reads only the headers it needs (ccfcache.demand) and selects exactly what a CIF
+built after a full sync selects; the rest of the headers are read by `sync` and by the
+commands that need the whole index. Real test server, real files, the real CLI."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shutil
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from astropy.io import fits
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ccfcache import Cache
+from ccfcache.config import write_config_file
+from ccfcache.demand import Rule, Walk
+from ccfcache.demo.archive import Manifest, generate_archive
+from ccfcache.demo.server import ArchiveServer, esa_mounts
+from ccfcache.errors import SelectionError
+from ccfcache.names import parse_name
+
+
+def header_reads(server: ArchiveServer) -> Counter:
+    """Header reads per path: the first Range request of each (`bytes=0-N`)."""
+    return Counter(path for method, path, rng in server.request_log
+                   if method == "GET" and rng is not None and rng.startswith("bytes=0-")
+                   and not rng.endswith("-"))
+
+
+def ccfcache(*args: str, root: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CCFCACHE_")}
+    env["CCFCACHE_DIR"] = str(root)
+    return subprocess.run(["ccfcache", *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+def configure(root: Path, urls: list[str]) -> None:
+    """A cache folder holding only its config: nothing listed, nothing read."""
+    root.mkdir(parents=True)
+    write_config_file(root, {"sources": urls})
+
+
+# -- the walk (pure) ---------------------------------------------------------------------------
+def _version(name: str, **fields) -> dict:
+    parts = parse_name(name)
+    row = {"name": name, "scope": parts.scope, "typeid": parts.typeid, "issue": parts.issue,
+           "valdate": "2000-01-01T00:00:00", "subdate": "2000-01-01T00:00:00",
+           "evaldate": None, "category": "XMMCCF", "header_error": None}
+    row.update(fields)
+    return row
+
+
+NAMES = [f"XRT1_XAREAEF_{i:04d}.CCF" for i in (3, 5, 9)]
+RULE = Rule("2020-01-01T00:00:00", "2021-01-01T00:00:00")
+
+
+def test_walk_reads_a_type_from_its_highest_issue_down_to_the_first_valid():
+    walk = Walk.plan(NAMES, dict.fromkeys(NAMES, 1), [], RULE)
+    assert walk.to_read()[0] == "XRT1_XAREAEF_0009.CCF"
+    for name in walk.to_read():
+        walk.start(name)
+    walk.record("XRT1_XAREAEF_0009.CCF",
+                [_version("XRT1_XAREAEF_0009.CCF", valdate="2030-01-01T00:00:00")])
+    assert not walk.resolved()  # 0009 is not valid yet: 0005 decides
+    walk.record("XRT1_XAREAEF_0005.CCF", [_version("XRT1_XAREAEF_0005.CCF")])
+    assert walk.resolved() == {("XRT1", "XAREAEF")}  # 0003 (being read) no longer counts
+    assert walk.to_read() == []
+
+
+def test_walk_reads_the_whole_type_when_a_header_issue_disagrees_with_its_name():
+    walk = Walk.plan(NAMES, dict.fromkeys(NAMES, 1), [], RULE)
+    walk.start("XRT1_XAREAEF_0009.CCF")
+    walk.record("XRT1_XAREAEF_0009.CCF", [_version("XRT1_XAREAEF_0009.CCF", issue=2)])
+    assert sorted(walk.to_read()) == NAMES[:2]
+    assert not walk.resolved()
+
+
+def test_walk_reads_everything_when_a_header_names_another_type():
+    other = "XRT2_XAREAEF_0001.CCF"
+    walk = Walk.plan([*NAMES, other], dict.fromkeys([*NAMES, other], 1), [], RULE,
+                     groups=[("XRT1", "XAREAEF")])
+    assert other not in walk.to_read()  # another type: not needed for this one
+    walk.start("XRT1_XAREAEF_0009.CCF")
+    walk.record("XRT1_XAREAEF_0009.CCF", [_version("XRT1_XAREAEF_0009.CCF", typeid="OTHER")])
+    assert other in walk.to_read()
+
+
+def test_walk_goes_below_unreadable_headers_and_other_categories():
+    walk = Walk.plan(NAMES, dict.fromkeys(NAMES, 1), [], RULE)
+    for name in list(walk.to_read()):
+        walk.start(name)
+    walk.record(NAMES[2], [_version(NAMES[2], header_error="not FITS", valdate=None)])
+    walk.record(NAMES[1], [_version(NAMES[1], category="XMMOTHER")])
+    assert not walk.resolved()
+    walk.record(NAMES[0], [_version(NAMES[0])])
+    assert walk.resolved() == {("XRT1", "XAREAEF")}
+
+
+# -- against a full sync, for any dates --------------------------------------------------------
+def _rewrite(path: Path, target: Path, **cards) -> None:
+    with fits.open(path) as hdus:
+        for key, value in cards.items():
+            hdus[0].header[key] = value
+        hdus.writeto(target, overwrite=True)
+
+
+@pytest.fixture(scope="module")
+def tricky(tmp_path_factory) -> Manifest:
+    """A demo archive (EVALDATE time-sliced types included) with a header whose ISSUE
+    disagrees with its name, a top issue of another category, and names to withdraw."""
+    root = tmp_path_factory.mktemp("tricky") / "v1"
+    manifest = generate_archive(root, seed=3, scale=1000.0, version=1, types=30)
+    by_type: dict[tuple[str, str], list[str]] = {}
+    for name in sorted(manifest.full_names()):
+        parts = parse_name(name)
+        by_type.setdefault((parts.scope, parts.typeid), []).append(name)
+    groups = [names for names in by_type.values() if len(names) >= 3]
+    # 1. a new top name whose header says a low issue, valid from 1999 (the whole type is read)
+    top = groups[0][-1]
+    parts = parse_name(top)
+    odd = f"{parts.scope}_{parts.typeid}_{parts.issue + 1:04d}.CCF"
+    _rewrite(manifest.full_dir / top, manifest.full_dir / odd, ISSUE=1,
+             VALDATE="1999-01-01T00:00:00")
+    # 2. a new top name of another category
+    top = groups[1][-1]
+    parts = parse_name(top)
+    _rewrite(manifest.full_dir / top,
+             manifest.full_dir / f"{parts.scope}_{parts.typeid}_{parts.issue + 1:04d}.CCF",
+             ISSUE=parts.issue + 1, CATEGORY="XMMOTHER", VALDATE="1999-01-01T00:00:00")
+    manifest.cases["withdraw"] = [groups[2][-1], groups[3][-1]]
+    return manifest
+
+
+def _rows(selection_rows) -> list[tuple]:
+    return [(r["name"], r["size"], r["header_digest"]) for r in selection_rows]
+
+
+@pytest.fixture(scope="module")
+def prepared(tricky: Manifest, tmp_path_factory):
+    """A cache synced fully and a cache synced listings-only, through the same changes:
+    two names withdrawn, then one of them listed again."""
+    base = tmp_path_factory.mktemp("prepared")
+    withdrawn, back = tricky.cases["withdraw"]
+    away = base / "away"
+    away.mkdir()
+    with ArchiveServer(esa_mounts(tricky.root)) as server:
+        urls = [server.url("/pub/ccf/constituents/"), server.url("/pub/ccf/valid_constituents/")]
+        full, lazy = Cache(base / "full", sources=urls), Cache(base / "lazy", sources=urls)
+        with full, lazy:
+            for step in range(3):
+                if step == 1:
+                    for name in (withdrawn, back):
+                        for folder in (tricky.full_dir, tricky.valid_dir):
+                            if (folder / name).exists():
+                                os.replace(folder / name, away / f"{folder.name}-{name}")
+                if step == 2:
+                    for moved in away.iterdir():
+                        folder_name, name = moved.name.split("-", 1)
+                        if name == back:
+                            os.replace(moved, tricky.root / folder_name / name)
+                full.sync(force=True)
+                report = lazy.sync(headers=False, force=True)
+                assert report.read == 0
+            assert full.index.header_counts()[0] == 0
+            unread, listed = lazy.index.header_counts()
+            assert unread == listed and listed == full.index.header_counts()[1]
+            assert lazy.index.withdrawn_names() == full.index.withdrawn_names() | {back}
+        yield base, urls, server
+
+
+DATES = st.datetimes(min_value=datetime.datetime(1990, 1, 1),
+                     max_value=datetime.datetime(2030, 12, 31)).map(
+    lambda d: d.replace(microsecond=0).isoformat())
+
+
+@settings(max_examples=20, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(obs=DATES, anal=DATES, category=st.sampled_from(["XMMCCF", "XMMOTHER", None]))
+def test_demand_selection_equals_a_full_syncs(prepared, tmp_path_factory, obs, anal, category):
+    base, urls, _server = prepared
+    work = tmp_path_factory.mktemp("example")
+    shutil.copytree(base / "lazy", work / "lazy")
+    options = {"category": category or "XMMCCF", "ignore_category": category is None}
+
+    def plan(cache):
+        try:
+            return _rows(cache.plan_cif(obs, anal, **options).rows)
+        except SelectionError as exc:
+            return str(exc)
+
+    with Cache(base / "full", sources=urls) as full, Cache(work / "lazy", sources=urls) as lazy:
+        expected = plan(full)
+        assert plan(lazy) == expected
+        read, listed = lazy.header_reads or (0, 0)
+        assert read <= listed == full.index.header_counts()[1]  # each header at most once
+
+
+# -- the CLI, end to end -----------------------------------------------------------------------
+def test_cold_cif_reads_few_headers_and_builds_the_same_cif(tmp_path, server, source_urls,
+                                                            archive: Manifest):
+    obs, anal = "2019-06-01T00:00:00", "2024-01-01T00:00:00"
+    full, cold = tmp_path / "full", tmp_path / "cold"
+    for root in (full, cold):
+        configure(root, source_urls)
+    assert ccfcache("sync", root=full).returncode == 0
+    everything = header_reads(server)
+    server.reset_counts()
+    done = ccfcache("cif", "--obs-date", obs, "--analysis-date", anal, "-o",
+                    str(tmp_path / "cold.cif"), "--json", root=cold)
+    assert done.returncode == 0, done.stderr
+    needed = header_reads(server)
+    assert max(needed.values()) == 1  # each header read once
+    assert 0 < len(needed) < len(everything)
+    # the downloads started while header reads were still in flight (pipelined)
+    log = [(m, rng) for m, p, rng in server.request_log if m == "GET"]
+    first_download = next(i for i, (m, rng) in enumerate(log) if rng in (None, "bytes=0-"))
+    last_header = max(i for i, (m, rng) in enumerate(log)
+                      if rng and rng.startswith("bytes=0-") and not rng.endswith("-"))
+    assert first_download < last_header
+    quiet = ccfcache("cif", "--obs-date", obs, "--analysis-date", anal, "-o",
+                     str(tmp_path / "again.cif"), root=tmp_path / "cold")
+    assert quiet.returncode == 0, quiet.stderr
+    assert not [x for x in quiet.stderr.splitlines() if x.startswith("read ")]  # none needed
+    again = ccfcache("cif", "--obs-date", obs, "--analysis-date", anal, "-o",
+                     str(tmp_path / "full.cif"), "--json", root=full)
+    cold_rows = [(r["name"], r["md5"]) for r in json.loads(done.stdout)["rows"]]
+    assert cold_rows == [(r["name"], r["md5"]) for r in json.loads(again.stdout)["rows"]]
+    text = ccfcache("cif", "--obs-date", "2003-01-01T00:00:00", "--analysis-date", anal,
+                    "-o", str(tmp_path / "old.cif"), root=cold)
+    assert text.returncode == 0, text.stderr
+    line = next(x for x in text.stderr.splitlines() if x.startswith("read "))
+    assert line.endswith("headers (the rest when a command needs them; `ccfcache sync` "
+                         "reads them all)")
+    assert int(line.split()[3]) == sum(everything.values())  # "read N of M": M = all listed
+    stats = json.loads(ccfcache("stats", "--json", root=cold).stdout)
+    assert 0 < stats["headers_unread"] < sum(everything.values())
+
+
+def test_sync_reads_the_rest_even_when_the_listing_answers_304(tmp_path, server, source_urls,
+                                                                archive: Manifest):
+    cold = tmp_path / "cold"
+    configure(cold, source_urls)
+    done = ccfcache("cif", "--obs-date", "2019-06-01", "-o", str(tmp_path / "c.cif"),
+                    root=cold)
+    assert done.returncode == 0, done.stderr
+    with Cache(cold) as cache:
+        unread, listed = cache.index.header_counts()
+    assert unread > 0
+    server.reset_counts()
+    synced = ccfcache("sync", "--json", root=cold)
+    assert synced.returncode == 0, synced.stderr
+    assert server.counts("/pub/ccf/constituents/").not_modified == 1  # the listing: 304
+    assert json.loads(synced.stdout)["read"] == unread
+    with Cache(cold) as cache:
+        assert cache.index.header_counts() == (0, listed)
+
+
+def test_ls_reads_the_headers_it_shows(tmp_path, server, source_urls, archive: Manifest):
+    cold = tmp_path / "cold"
+    configure(cold, source_urls)
+    assert ccfcache("cif", "--obs-date", "2019-06-01", "-o", str(tmp_path / "c.cif"),
+                    root=cold).returncode == 0
+    name = sorted(archive.full_names())[0]
+    with Cache(cold) as cache:
+        assert cache.index.unread_listings([name]), "the walk read the lowest issue?"
+    server.reset_counts()
+    shown = json.loads(ccfcache("ls", name, "--json", root=cold).stdout)
+    assert [(r["name"], r["size"]) for r in shown] == [(name, archive.entries[name].size)]
+    assert header_reads(server) and all(p.endswith(name) for p in header_reads(server))
+    with Cache(cold) as cache:
+        assert not cache.index.unread_listings([name])
+        assert cache.index.header_counts()[0] > 0  # only what ls showed was read
