@@ -49,6 +49,7 @@ class Options:
     workers: int = 8
     wan_scale: float = 10.0
     wan_profiles: tuple[str, ...] = ("laptop-ESA", "transatlantic", "cloud-S3")
+    wan_baseline: str | None = None  # another ccfcache executable, measured side by side
 
 
 def add_common_arguments(parser) -> None:
@@ -67,6 +68,9 @@ def add_common_arguments(parser) -> None:
                         "per profile)")
     parser.add_argument("--wan-profiles", default="laptop-ESA,transatlantic,cloud-S3",
                         help="network profiles of the wide-area benchmark")
+    parser.add_argument("--wan-baseline", default=None, metavar="CCFCACHE",
+                        help="also time this ccfcache executable's cold CIF in each profile "
+                        "(e.g. an older checkout's venv/bin/ccfcache): before/after in one run")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
 
 
@@ -77,6 +81,7 @@ def options_from(args) -> Options:
         scale_counts=tuple(int(x) for x in str(args.scale_counts).split(",") if x),
         wan_scale=args.wan_scale,
         wan_profiles=tuple(x for x in str(args.wan_profiles).split(",") if x),
+        wan_baseline=getattr(args, "wan_baseline", None),
     )
 
 

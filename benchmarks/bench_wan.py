@@ -99,18 +99,28 @@ def measure_profile(ctx, archive: bc.Archive, profile: Profile, http: list[str],
     with relay(profile, ports) as (mapping, control):
         sources = [with_port(u, mapping[port_of(u)]) for u in http]
         rsync_via = with_port(rsync_url, mapping[port_of(rsync_url)])
-        cache_dir = bc.new_cache_dir(opts, f"wan-{profile.name}", sources)
-        before = wire_bytes(control)
-        cpu = children_cpu()
-        seconds, _ = bc.run([bc.CCFCACHE, "cif", "--obs-date", bc.OBS_DATE, "-o",
-                             str(cache_dir / "cold.cif"), "--cache-dir", str(cache_dir)], env=env)
-        ours_bytes = wire_bytes(control) - before
-        ours_cpu = children_cpu() - cpu
-        names = sorted(r["name"] for r in bc.cif_names(cache_dir))
-        bc.drop_dir(cache_dir)
-        out = {"profile": profile.name, "rtt_ms": profile.rtt_ms, "mbit": profile.mbit,
-               "ccfcache_s": round(seconds, 2), "ccfcache_bytes": ours_bytes,
-               "ccfcache_cpu_s": round(ours_cpu, 2), "cif_rows": len(names)}
+        out = {"profile": profile.name, "rtt_ms": profile.rtt_ms, "mbit": profile.mbit}
+        names: list[str] = []
+        runs = [("ccfcache", bc.CCFCACHE)]
+        if opts.wan_baseline:
+            runs.append(("baseline", opts.wan_baseline))
+        for key, executable in runs:
+            cache_dir = bc.new_cache_dir(opts, f"wan-{profile.name}", sources)
+            before = wire_bytes(control)
+            cpu = children_cpu()
+            seconds, _ = bc.run([executable, "cif", "--obs-date", bc.OBS_DATE, "-o",
+                                 str(cache_dir / "cold.cif"), "--cache-dir", str(cache_dir)],
+                                env=env)
+            out.update({f"{key}_s": round(seconds, 2),
+                        f"{key}_bytes": wire_bytes(control) - before,
+                        f"{key}_cpu_s": round(children_cpu() - cpu, 2)})
+            rows = sorted(r["name"] for r in bc.cif_names(cache_dir))
+            if key == "ccfcache":
+                names = rows
+                out["cif_rows"] = len(names)
+            else:
+                out["baseline_same_rows"] = rows == names
+            bc.drop_dir(cache_dir)
         anal = bc.now_iso()
         for module, key in (("XMM_VALID_CCF", "valid"), ("XMM_CCF", "full")):
             dest = opts.workdir / "wan-mirror" / module
@@ -151,6 +161,12 @@ def bench(ctx) -> None:
                 "8", f"cold CIF time, {label}", ours, "rsync full archive + scan", full, "s",
                 full / ours, "", None,
                 f"rsync {row['rsync_full_s']:.2f} s + scan {row['scan_full_s']:.2f} s"))
+            if "baseline_s" in row:
+                ctx.results.add(bc.Row(
+                    "8", f"cold CIF time, {label}", ours, "--wan-baseline ccfcache",
+                    row["baseline_s"], "s", row["baseline_s"] / ours, "", None,
+                    f"CPU {row['ccfcache_cpu_s']:.2f} vs {row['baseline_cpu_s']:.2f} s; "
+                    f"same rows: {row['baseline_same_rows']}"))
             ctx.results.add(bc.Row(
                 "8", f"cold CIF bytes, {name}", row["ccfcache_bytes"], "rsync valid set",
                 row["rsync_valid_bytes"], "B", row["rsync_valid_bytes"] / row["ccfcache_bytes"],

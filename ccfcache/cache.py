@@ -231,7 +231,9 @@ class Cache:
                 f"offline: {count} headers listed at the last sync are not read yet; run "
                 "without --offline / CCFCACHE_OFFLINE (or `ccfcache sync` when online)")
         if self.index.readonly:
-            raise OfflineError(
+            from .errors import CacheError
+
+            raise CacheError(
                 f"{count} headers of the read-only cache {self.root} are not read yet; ask "
                 "its owner to run `ccfcache sync` there")
         return True

@@ -186,7 +186,7 @@ def read_on_demand(
     which `on_resolved` receives the types newly decided. Returns the reads done; raises
     CcfCacheError naming a header the selection needs that could not be read."""
     from .routes import group_routes
-    from .sync import BATCH_HEADERS, InFlight
+    from .sync import BATCH_HEADERS, BATCH_SECONDS, InFlight
 
     pairs: dict[str, list[tuple[str, ListingEntry]]] = {}
     for row in unread:
@@ -244,9 +244,11 @@ def read_on_demand(
                     control.record(latency)
                 if advance is not None:
                     advance(1)
-            if len(pending) >= BATCH_HEADERS or (
-                    finished and time.monotonic() - flushed >= flush_s):
-                flush()
+            waited = time.monotonic() - flushed
+            if len(pending) >= BATCH_HEADERS or (finished and waited >= flush_s and (
+                    waited >= BATCH_SECONDS or (on_resolved is not None
+                                                and walk.resolved() - announced))):
+                flush()  # a commit costs an fsync: only for newly decided types, or every 2 s
         flush()
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
