@@ -335,6 +335,8 @@ class Cache:
             self.ensure_listed()
         if self.index.unread_listings([name]):  # listed, header not read yet
             self.read_headers([name])
+            rows = []
+        if not rows:  # (another process may have read its header meanwhile)
             rows = self.index.current_versions([name])
         if not rows:
             if self.index.is_known_name(name):

@@ -1139,13 +1139,17 @@ _UPSERT_LISTING = (
     "etag = excluded.etag, last_modified = excluded.last_modified, "
     "version_id = excluded.version_id, seen_at = excluded.seen_at, href = excluded.href"
 )
+# a row whose header another process read meanwhile from the same listing entry (same size
+# hint and date) keeps its version: a listings-only sync never forgets a header read
 _UPSERT_UNREAD = (
     "INSERT INTO listings (source, name, size_hint, mtime, size, etag, last_modified, "
     "version_id, seen_at, href) VALUES (?, ?, ?, ?, ?, NULL, NULL, NULL, ?, ?) "
     "ON CONFLICT(source, name) DO "
     "UPDATE SET size_hint = excluded.size_hint, mtime = excluded.mtime, size = excluded.size, "
     "etag = NULL, last_modified = NULL, version_id = NULL, seen_at = excluded.seen_at, "
-    "href = excluded.href"
+    "href = excluded.href WHERE listings.version_id IS NULL "
+    "OR listings.size_hint IS NOT excluded.size_hint OR listings.mtime IS NOT excluded.mtime "
+    "OR excluded.mtime IS NULL"
 )
 _INSERT_UNREAD_CONSTITUENT = (
     "INSERT INTO constituents (name, scope, typeid, issue, first_seen, last_seen, "
