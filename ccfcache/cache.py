@@ -257,13 +257,19 @@ class Cache:
                    for u in unread if u.source in self.settings.sources]
         report = SyncReport()
         keep = self.store.put_header
-        heads, _ = read_heads(to_read, self.sources(), workers=self.settings.workers,
-                              progress=self.progress, cap=self.settings.host_connections,
-                              keep_header=keep,
-                              on_batch=lambda batch: record_heads(index, batch, report))
-        if heads:
-            self.header_reads = (len(heads), index.header_counts()[1])
-        return len(heads)
+        done = 0
+
+        def on_batch(batch: list[Any]) -> None:
+            nonlocal done
+            record_heads(index, batch, report)
+            done += len(batch)
+
+        read_heads(to_read, self.sources(), workers=self.settings.workers,
+                   progress=self.progress, cap=self.settings.host_connections,
+                   keep_header=keep, on_batch=on_batch)
+        if done:
+            self.header_reads = (done, index.header_counts()[1])
+        return done
 
     def _read_for_selection(self, obs: str, anal: str, *, category: str,
                             ignore_category: bool, historical: bool,
