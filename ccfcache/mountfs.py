@@ -222,12 +222,13 @@ class CcfFS(fuse.Operations):  # type: ignore[misc]  # mfusepy ships no type inf
         return found
 
     def _read_header(self, entry: Entry, digest: str) -> bytes | None:
-        for url in self.index.version_sources(int(entry.version["id"])):
+        for route in self.index.download_routes(int(entry.version["id"])):
+            url = route.source
             source = self.sources.get(url)
             if source is None:
                 continue
             try:
-                head = source.read_head(entry.name)
+                head = source.read_head(route.href or entry.name)  # as the source spells it
             except CcfCacheError as exc:
                 log.warning("%s: cannot read its header from %s: %s", entry.name, url, exc)
                 continue

@@ -483,3 +483,42 @@ def test_a_personal_mount_over_a_site_cache_uses_the_sites_blobs_and_headers(
         assert blob_count(personal) == 0
     finally:
         mounted.stop()
+
+
+@needs_fuse
+def test_a_lower_case_server_works_through_the_mount(tmp_path, archive):
+    """A server whose files are named in lower case (the listing's href as written): header
+    reads the sync did not keep are Range requests for the href, and a whole read fetches the
+    href; nothing asks for the upper-case name. Fails without the fix: the mount read headers
+    by the upper-case name (404), then downloaded whole files to serve header reads."""
+    from astropy.io import fits
+
+    from ccfcache import Cache
+    from ccfcache.demo.server import ArchiveServer
+
+    folder = tmp_path / "lower"
+    folder.mkdir()
+    names = sorted(archive.full_names())[:5]
+    for name in names:
+        shutil.copyfile(archive.root / "full" / name, folder / name.lower())
+    with ArchiveServer({"/ccf/": folder}) as running:
+        with Cache(tmp_path / "cache", sources=[running.url("/ccf/")], workers=2) as cache:
+            assert cache.sync().read == len(names)
+            shutil.rmtree(cache.layout.headers)  # the mount must read them from the server
+            root = cache.root
+        running.reset_counts()
+        mounted = Mounted(root, tmp_path / "ccf", env={**os.environ, "CCFCACHE_RETRIES": "1"})
+        try:
+            assert mounted.names() == names
+            for name in names:
+                original = fits.getheader(folder / name.lower())
+                assert fits.getheader(mounted.point / name)["SUBDATE"] == original["SUBDATE"]
+            log = running.request_log
+            assert log and all(rng is not None for _, _, rng in log), log  # headers only
+            assert blob_count(root) == 0
+            data = read_all(mounted.point / names[0])
+            assert data == (folder / names[0].lower()).read_bytes()
+            asked = {path for _, path, _ in running.request_log}
+            assert asked <= {f"/ccf/{name.lower()}" for name in names}, asked
+        finally:
+            mounted.stop()
