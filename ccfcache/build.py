@@ -18,7 +18,8 @@ import xxhash
 
 from .dates import resolve_date
 from .errors import CacheError, SelectionError
-from .handover import ensure_whole, view_is_whole
+from .handover import hand_over, view_is_whole
+from .leases import Lease
 from .select import Selection, select_constituents
 
 if TYPE_CHECKING:
@@ -79,7 +80,9 @@ def view_key(rows: Sequence[Mapping[str, Any]]) -> str:
 def make_view(store: BlobStore, rows: Sequence[Mapping[str, Any]]) -> Path:
     """A folder holding exactly these contents under their names, as relative links into
     the blob store (valid on every host that mounts the cache), created atomically; an
-    existing view with dangling links is replaced (atomically too)."""
+    existing view that is not whole has its wrong or missing links replaced one by one, each
+    atomically (never the folder: another process may be handing it out; a link whose blob
+    is missing is right, and is whole again once the blob is fetched)."""
     return _make_view(store, rows)[0]
 
 
@@ -89,6 +92,9 @@ def _make_view(store: BlobStore, rows: Sequence[Mapping[str, Any]]) -> tuple[Pat
     final = views / view_key(rows)
     if final.is_dir() and view_is_whole(final):
         return final, True
+    if final.is_dir() and not final.is_symlink():
+        _repair_view(store, rows, final)
+        return final, False
     staging = views / f".tmp-{uuid.uuid4().hex}"
     try:
         staging.mkdir(parents=True)
@@ -102,11 +108,8 @@ def _make_view(store: BlobStore, rows: Sequence[Mapping[str, Any]]) -> tuple[Pat
             except OSError:
                 if not final.is_dir():
                     raise
-                if not view_is_whole(final):  # a broken view: swap the new one in
-                    old = views / f".tmp-{uuid.uuid4().hex}"
-                    os.rename(final, old)
-                    os.rename(staging, final)
-                    _remove_links(old)
+                if not view_is_whole(final):  # made meanwhile by another process
+                    _repair_view(store, rows, final)
         finally:
             _remove_links(staging)
     except OSError as exc:
@@ -114,6 +117,26 @@ def _make_view(store: BlobStore, rows: Sequence[Mapping[str, Any]]) -> tuple[Pat
                          f"({exc.filename}); check the space and permissions of {views}"
                          ) from exc
     return final, False
+
+
+def _repair_view(store: BlobStore, rows: Sequence[Mapping[str, Any]], final: Path) -> None:
+    """Replace the links of `final` that do not point where `rows` say (each by a rename)."""
+    try:
+        for row in rows:
+            link = final / row["name"]
+            target = os.path.relpath(store.path(row["xxh3"]), final)
+            try:
+                if os.readlink(link) == target:
+                    continue
+            except OSError:
+                pass
+            spare = final / f".tmp-{uuid.uuid4().hex}"
+            os.symlink(target, spare)
+            os.replace(spare, link)
+    except OSError as exc:
+        raise CacheError(f"cannot repair the view {final}: {exc.strerror or exc} "
+                         f"({exc.filename}); check the space and permissions of {final}"
+                         ) from exc
 
 
 def _remove_links(folder: Path) -> None:
@@ -143,8 +166,6 @@ def build_cif(
 ) -> CifResult:
     """Select, fetch, link and write a CIF; nothing is written when a selected file is missing.
     The index is used as it is (`Cache.cif` syncs a cache that never synced first)."""
-    from .cif import write_cif
-
     obs = resolve_date(obs_date, now=now)
     anal = resolve_date(analysis_date, now=now)
     selection = select_rows(index, obs, anal, category=category,
@@ -154,6 +175,24 @@ def build_cif(
             f"no constituent is valid for observation date {obs} and analysis date {anal}"
         )
     chosen: list[Version] = selection.rows
+    with Lease(store.layout.locks) as lease:  # until this build returns: prune keeps them
+        lease.hold(r.xxh3 for r in chosen)  # those stored already, while the rest is fetched
+        return _build_leased(index, store, fetcher, lease, selection, chosen, obs, anal, out,
+                             category=category, ignore_category=ignore_category,
+                             historical=historical, fullpath=fullpath, pin=pin,
+                             parameters=parameters, now=now,
+                             anal_is_now=analysis_date is None)
+
+
+def _build_leased(index: Index, store: BlobStore, fetcher: Fetcher, lease: Lease,
+                  selection: Selection, chosen: list[Version], obs: str, anal: str,
+                  out: str | os.PathLike[str] | None, *, category: str,
+                  ignore_category: bool, historical: bool, fullpath: bool, pin: bool,
+                  parameters: dict[str, str] | None, now: datetime | None,
+                  anal_is_now: bool) -> CifResult:
+    """The part of `build_cif` done under the lease on the chosen contents."""
+    from .cif import write_cif
+
     paths, failures = fetcher.fetch_many(chosen)
     if failures:
         names = sorted(r.name for r in chosen if r.id in failures)
@@ -163,9 +202,8 @@ def build_cif(
             f"{', ...' if len(names) > 5 else ''}): {first}; no CIF written"
         )
     chosen = fetcher.refreshed(chosen)  # with the hashes of what was fetched just now
-    view, whole = _make_view(store, chosen)
-    if not whole:  # (an existing view was just found whole: not checked twice)
-        ensure_whole(index, lambda: fetcher, chosen, view, "CIF")
+    view = hand_over(index, lambda: fetcher, chosen, lambda: _make_view(store, chosen), "CIF",
+                     lease)
     target = Path(out) if out else store.layout.cifs / f"ccf-{obs}-{anal}-{view.name}.cif"
     target = target.expanduser().absolute()
     params = {"calindexset": str(target), "fullpath": "yes" if fullpath else "no",
@@ -180,7 +218,7 @@ def build_cif(
     except OSError as exc:
         raise SelectionError(f"cannot write the CIF {target}: {exc.strerror or exc}") from exc
     cif_id = record_cif(index, target, obs, anal, category, historical, chosen, view, pin,
-                        anal_is_now=analysis_date is None)
+                        anal_is_now=anal_is_now)
     return CifResult(target, chosen, obs, anal, category, view, cif_id, selection.warnings)
 
 
@@ -238,8 +276,9 @@ def exact_view(index: Index, store: BlobStore, make_fetcher: Callable[[], Fetche
     result = materialise(index, store, make_fetcher, path, ensure_synced=ensure_synced)
     if not result.complete:
         raise SelectionError(unserved_message(result))
-    view = make_view(store, result.rows)
-    ensure_whole(index, make_fetcher, result.rows, view, str(path))
+    with Lease(store.layout.locks) as lease:
+        view = hand_over(index, make_fetcher, result.rows,
+                         lambda: _make_view(store, result.rows), str(path), lease)
     return result, view
 
 

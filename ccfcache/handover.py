@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from .fetcher import Fetcher
     from .index import Index
+    from .leases import Lease
 
 REFETCH_ROUNDS = 3  # a prune running alongside may remove what was just fetched again
 
@@ -34,6 +35,25 @@ def dangling_links(view: Path, names: list[str] | None = None) -> list[str]:
 def view_is_whole(view: Path, names: list[str] | None = None) -> bool:
     """True when `view` is a folder and every link in it (or every one of `names`) resolves."""
     return view.is_dir() and not dangling_links(view, names)
+
+
+def hand_over(index: Index, make_fetcher: Callable[[], Fetcher],
+              rows: Sequence[Mapping[str, Any]], make_view: Callable[[], tuple[Path, bool]],
+              what: str, lease: Lease) -> Path:
+    """The last step before a view is handed out: the lease names every content of `rows`,
+    a prune in progress (which may have read the leases before) is waited for, then the view
+    is made (again, if that prune removed it; `make_view` says whether it found it whole just
+    now) and whole (`ensure_whole`): from then on until the lease is released, no prune
+    removes its contents or the view. Returns the view."""
+    from .leases import wait_for_prune
+
+    lease.hold(row["xxh3"] for row in rows)
+    if lease.active:
+        wait_for_prune(lease.path.parent)
+    view, whole = make_view()
+    if not whole:  # (a view just found whole is not checked twice)
+        ensure_whole(index, make_fetcher, rows, view, what)
+    return view
 
 
 def ensure_whole(index: Index, make_fetcher: Callable[[], Fetcher],

@@ -3,7 +3,9 @@
 
 A blob goes when its content is withdrawn or superseded (no listing points to a version with
 that xxh3), when it was not used since `older_than`, or, least recently used first, while the
-store exceeds `max_size`; never when a pinned CIF uses it. Removing a blob is an unlink (a
+store exceeds `max_size`; never when a pinned CIF uses it, nor while a live lease holds it (a
+CIF being built: see `leases.py`; prune holds the prune lock from reading the leases until its
+last removal). Removing a blob is an unlink (a
 reader with the file open keeps reading) and deletes its `blobs` row; `versions.xxh3` stays,
 so the content is still known, just not local.
 """
@@ -56,6 +58,7 @@ class PrunePlan:
     locks: list[Path] = field(default_factory=list)
     views: list[Path] = field(default_factory=list)
     kept_pinned: int = 0  # blobs that would have gone but a pinned CIF uses
+    kept_leased: int = 0  # blobs that would have gone but a CIF being built holds
     busy: int = 0  # blobs left alone because another process was fetching them
     store_bytes: int = 0  # before
     max_size: int | None = None
@@ -93,6 +96,7 @@ class PrunePlan:
             "locks": [str(p) for p in self.locks],
             "views": [str(p) for p in self.views],
             "kept_pinned": self.kept_pinned,
+            "kept_leased": self.kept_leased,
             "busy": self.busy,
             "store_bytes_before": self.store_bytes,
             "store_bytes_after": self.store_bytes_after,
@@ -116,6 +120,7 @@ def plan_prune(
     views: Mapping[Path, list[str]] | None = None,
     kept_views: set[Path] | None = None,
     missing: set[str] | None = None,
+    leased: set[str] | None = None,
 ) -> PrunePlan:
     """Decide what to remove.
 
@@ -123,8 +128,10 @@ def plan_prune(
     withdrawn names (for the reason shown); `pinned`: xxh3 used by pinned CIFs; `tmp_files`:
     (path, mtime, size) in tmp/; `stale_locks`: lock files already judged stale; `views`: view
     folder -> xxh3 its links point to; `kept_views`: views of pinned CIFs (never removed);
-    `missing`: xxh3 whose blob file is already gone.
+    `missing`: xxh3 whose blob file is already gone; `leased`: xxh3 held by live leases
+    (CIFs being built), kept like pinned ones.
     """
+    leased = leased or set()
     rows = sorted(blobs, key=lambda b: (b.last_used, b.xxh3))
     plan = PrunePlan(store_bytes=sum(b.size for b in rows), max_size=max_size)
     chosen: dict[str, Removal] = {}
@@ -139,6 +146,9 @@ def plan_prune(
         if blob.xxh3 in pinned:
             plan.kept_pinned += 1
             continue
+        if blob.xxh3 in leased:
+            plan.kept_leased += 1
+            continue
         chosen[blob.xxh3] = Removal(blob.xxh3, blob.size, reason)
     if max_size is not None:
         remaining = plan.store_bytes - sum(r.size for r in chosen.values())
@@ -146,6 +156,9 @@ def plan_prune(
             if remaining <= max_size:
                 break
             if blob.xxh3 in chosen or blob.xxh3 in pinned:
+                continue
+            if blob.xxh3 in leased:
+                plan.kept_leased += 1
                 continue
             chosen[blob.xxh3] = Removal(blob.xxh3, blob.size, "size")
             remaining -= blob.size
@@ -157,7 +170,7 @@ def plan_prune(
     plan.locks = sorted(stale_locks)
     gone = set(chosen) | (missing or set())
     for view, targets in sorted((views or {}).items()):
-        if view in (kept_views or set()):
+        if view in (kept_views or set()) or leased.intersection(targets):
             continue
         if all(t in gone for t in targets):
             plan.views.append(view)
@@ -219,6 +232,7 @@ def _tmp_files(tmp: Path) -> list[tuple[Path, float, int]]:
 
 def _stale_locks(locks: Path) -> list[Path]:
     """Lock files the lock protocol would break, and abandoned guard and clock-probe files."""
+    from .leases import is_lease, stale_lease
     from .locks import fs_now, is_stale, lock_ttl, read_lock
 
     stale: list[Path] = []
@@ -232,7 +246,8 @@ def _stale_locks(locks: Path) -> list[Path]:
     for entry in entries:
         path = Path(entry.path)
         if entry.name.endswith((".lock", ".break")):
-            if is_stale(read_lock(path), path, now=now, stale_after=ttl):
+            if is_stale(read_lock(path), path, now=now, stale_after=ttl) or (
+                    is_lease(path) and stale_lease(path)):
                 stale.append(path)
             continue
         try:  # leftovers such as clock probes: judged by age alone
@@ -253,6 +268,8 @@ def plan_prune_for(
     now: float | None = None,
 ) -> PrunePlan:
     """Read the index and the cache folder, and plan a prune (nothing is changed)."""
+    from .leases import leased_contents
+
     now = time.time() if now is None else now
     blobs, missing = [], set()
     for row in index.blob_uses():
@@ -272,7 +289,7 @@ def plan_prune_for(
         tmp_files=_tmp_files(layout.tmp) + staging, grace=grace,
         stale_locks=_stale_locks(layout.locks), views=views,
         kept_views={Path(c.view_dir) for c in pinned_cifs if c.view_dir},
-        missing=missing,
+        missing=missing, leased=leased_contents(layout.locks),
     )
 
 
@@ -337,14 +354,18 @@ def _remove_blobs(layout: Layout, index: Index, plan: PrunePlan) -> OSError | No
     return error
 
 
-def execute_prune(layout: Layout, index: Index, plan: PrunePlan) -> None:
-    """Remove what `plan` lists: blob files with their rows, old temporaries, locks, views.
-    Nothing is removed from a cache whose index this process cannot write."""
+def _refuse_readonly(layout: Layout, index: Index) -> None:
     if index.readonly:
         raise CacheError(
             f"cannot prune {layout.root}: its index is read-only for you, so no removal could "
             "be recorded; nothing was removed (run prune as the cache's owner)"
         )
+
+
+def execute_prune(layout: Layout, index: Index, plan: PrunePlan) -> None:
+    """Remove what `plan` lists: blob files with their rows, old temporaries, locks, views.
+    Nothing is removed from a cache whose index this process cannot write."""
+    _refuse_readonly(layout, index)
     error = _remove_blobs(layout, index, plan)
     try:
         if error is not None:
@@ -370,12 +391,23 @@ def prune(
     dry_run: bool = False,
     now: float | None = None,
 ) -> PrunePlan:
-    """Plan a prune and, unless `dry_run`, carry it out; the plan says what was freed."""
-    plan = plan_prune_for(index, layout, older_than=older_than, max_size=max_size, grace=grace,
-                          now=now)
-    plan.dry_run = dry_run
-    if not dry_run:
+    """Plan a prune and, unless `dry_run`, carry it out under the prune lock (from reading
+    the leases until the last removal); the plan says what was freed."""
+    if dry_run:
+        plan = plan_prune_for(index, layout, older_than=older_than, max_size=max_size,
+                              grace=grace, now=now)
+        plan.dry_run = True
+        return plan
+    _refuse_readonly(layout, index)
+    from .leases import acquire_prune_lock
+
+    lock = acquire_prune_lock(layout.locks)
+    try:
+        plan = plan_prune_for(index, layout, older_than=older_than, max_size=max_size,
+                              grace=grace, now=now)
         execute_prune(layout, index, plan)
+    finally:
+        lock.release()
     return plan
 
 

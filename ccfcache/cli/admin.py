@@ -60,6 +60,8 @@ def prune(
         typer.echo(f"{prefix} {len(plan.locks)} stale locks, {len(plan.views)} unused views")
     if plan.kept_pinned:
         typer.echo(f"kept {plan.kept_pinned} contents pinned by CIFs")
+    if plan.kept_leased:
+        typer.echo(f"kept {plan.kept_leased} contents of CIFs being built now (leases)")
     if plan.busy:
         typer.echo(f"kept {plan.busy} contents another process is fetching now")
     typer.echo(f"store: {human(plan.store_bytes)} -> {human(plan.store_bytes_after)}")
