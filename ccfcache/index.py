@@ -604,7 +604,8 @@ class Index:
                          (new_id, version_id))
             self._record_blob(xxh3, size, md5, now)
             found = conn.execute("SELECT * FROM versions WHERE id = ?", (new_id,)).fetchone()
-        return Version.from_mapping(found)
+        renewed: Version = Version.from_mapping(found)
+        return renewed
 
     # -- sync -----------------------------------------------------------------------------
     def synced_once(self) -> bool:

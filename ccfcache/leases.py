@@ -20,7 +20,6 @@ import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from types import TracebackType
 
 from .atomic import write_atomic
 from .errors import CacheError
@@ -68,8 +67,7 @@ class Lease(FileLock):
     def __enter__(self) -> Lease:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 trace: TracebackType | None) -> None:
+    def __exit__(self, *exc: object) -> None:
         try:
             self.release()
         except OSError:
