@@ -727,7 +727,7 @@ class Selected:
         from .errors import FetchError
 
         version = self._cache.index.version(self.content_id)
-        paths, failures = self._cache.fetcher().fetch_many([version])
+        paths, failures = self._cache.fetcher().fetch_many([version], exact=True)
         if failures:
             raise FetchError(failures[self.content_id])
         return paths[self.content_id]

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from .cancel import check, pause
 from .config import env
 from .errors import FetchError, TransferError
 from .retry import Policy, sleep_before_retry
@@ -79,7 +80,8 @@ def download(transport: Transport, name: str, partial: Partial, expected_size: i
     last: FetchError | None = None
     for attempt in range(policy.retries + 1):
         if attempt:
-            sleep_before_retry(policy, attempt - 1)
+            sleep_before_retry(policy, attempt - 1, sleep=pause)
+        check(what)
         have, meta = partial.resume_point(transport.url, expected_size)
         if have == expected_size and meta is not None:
             if hasher.size != have:
@@ -151,6 +153,7 @@ def _copy(stream: RangeStream, handle: BinaryIO, partial: Partial, expected_size
     with handle:
         writeback = Writeback(handle.fileno(), written)
         for chunk in stream.chunks():  # as received, so a cut keeps its bytes
+            check(what)  # interrupted: stop before writing, the partial stays resumable
             written += len(chunk)
             if written > expected_size:
                 handle.close()

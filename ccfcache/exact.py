@@ -107,7 +107,7 @@ def materialise(index: Index, store: BlobStore, make_fetcher: Callable[[], Fetch
             else:
                 result.unserved.append(_unserved(row, listed.get(row["name"], [])))
         unique = {v.id: v for v in plan.values()}
-        _, failures = make_fetcher().fetch_many(list(unique.values()))
+        _, failures = make_fetcher().fetch_many(list(unique.values()), exact=True)
         for number, version in plan.items():
             row = data.rows[number]
             if version.id in failures:

@@ -15,6 +15,7 @@ from typing import Any
 
 import xxhash
 
+from .cancel import downloading, pause, stop_downloads
 from .config import missing_offline, offline
 from .download import download
 from .errors import CcfCacheError, FetchError, OfflineError
@@ -132,8 +133,11 @@ class Fetcher:
         self._learned[version.id] = replace(version, xxh3=xxh3, md5=md5)
         return Path(path)
 
-    def fetch_many(self, versions: list[Version]) -> tuple[dict[int, Path], dict[int, str]]:
-        """Fetch every version not yet local; return paths and failure messages by version id."""
+    def fetch_many(self, versions: list[Version], *, exact: bool = False
+                   ) -> tuple[dict[int, Path], dict[int, str]]:
+        """Fetch every version not yet local; return paths and failure messages by version id.
+        With `exact`, a content fetched before is only ever its known bytes (never the new
+        content a data-only change on the server would make it)."""
         paths: dict[int, Path] = {}
         missing = []
         for version in versions:
@@ -152,18 +156,33 @@ class Fetcher:
         if missing:
             total = sum(int(v.size) for v in missing)
             self.progress.start(f"fetching {len(missing)} files", total, "bytes")
-            with ThreadPoolExecutor(max_workers=max(1, min(self.workers, len(missing)))) as pool:
-                futures = {pool.submit(self.fetch_one, v): v for v in missing}
-                for future in as_completed(futures):
-                    version = futures[future]
-                    try:
-                        paths[version.id] = future.result()
-                    except CcfCacheError as exc:
-                        failures[version.id] = str(exc)
-                    self.progress.advance(int(version.size))
+            with downloading():
+                self._fetch_all(missing, paths, failures, exact)
             self.progress.finish()
         self._touch([v for v in versions if v.id in paths])
         return paths, failures
+
+    def _fetch_all(self, missing: list[Version], paths: dict[int, Path],
+                   failures: dict[int, str], exact: bool = False) -> None:
+        """Fetch `missing` in parallel. An interrupt (KeyboardInterrupt in the calling thread,
+        e.g. Ctrl-C in a program using the API) cancels the queued downloads, stops the
+        running ones (their partials stay, resumable) and releases the locks, then goes on."""
+        pool = ThreadPoolExecutor(max_workers=max(1, min(self.workers, len(missing))))
+        futures = {pool.submit(self.fetch_one, v, exact=exact): v for v in missing}
+        try:
+            for future in as_completed(futures):
+                version = futures[future]
+                try:
+                    paths[version.id] = future.result()
+                except CcfCacheError as exc:
+                    failures[version.id] = str(exc)
+                self.progress.advance(int(version.size))
+        except BaseException as exc:
+            pool.shutdown(wait=False, cancel_futures=True)
+            if isinstance(exc, KeyboardInterrupt):
+                stop_downloads(f for f in futures if not f.done())
+            raise
+        pool.shutdown(wait=True)
 
     def _touch(self, versions: list[Version]) -> None:
         """Record a use (for prune's LRU), at most once per TOUCH_INTERVAL_S per version: a
@@ -174,7 +193,7 @@ class Fetcher:
             return
         self.index.touch_versions(stale, now)
 
-    def fetch_one(self, version: Version, *, repair: bool = False) -> Path:
+    def fetch_one(self, version: Version, *, repair: bool = False, exact: bool = False) -> Path:
         """Fetch one version, waiting for another process that is already fetching it. With
         `repair`, the stored blob is not trusted: a fresh download, verified
         against the known hash, replaces it atomically (the damaged file stays until then)."""
@@ -194,18 +213,19 @@ class Fetcher:
             if time.monotonic() - said >= WAIT_NOTE_S:
                 said = time.monotonic()
                 _say_waiting(version["name"], lock.path, said - waiting_since)
-            time.sleep(delay * (0.5 + random.random()))
+            pause(delay * (0.5 + random.random()))  # an interrupt ends the wait
             delay = min(delay * 1.5, LOCK_POLL_S[1])
         try:
             current = self.index.version(version.id)
             path = None if repair else self.local_path(current)
             if path is not None:
                 return path
-            return self._download(current, repair=repair)
+            return self._download(current, repair=repair, exact=exact)
         finally:
             lock.release()
 
-    def _download(self, version: Version, *, repair: bool = False) -> Path:
+    def _download(self, version: Version, *, repair: bool = False, exact: bool = False
+                  ) -> Path:
         name = version.name
         rows = self.index.download_routes(version.id)
         usable = [(r.source, r.etag, r.href or name) for r in rows if r.source in self.sources]
@@ -242,7 +262,7 @@ class Fetcher:
                     )
                 # bytes other than those fetched before are a new content only when the
                 # server says the file changed since (repair never: it restores the known)
-                renewed = (not repair and version.xxh3 is not None
+                renewed = (not repair and not exact and version.xxh3 is not None
                            and another_state(version.fetched_under(), url, got))
                 info = self.store.publish(
                     partial.path, size, None if renewed else version.xxh3, streamed=hasher,

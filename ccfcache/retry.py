@@ -11,7 +11,7 @@ import email.utils
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -133,9 +133,11 @@ def gate_for(host: str, port: int | None, limit: int | None = None) -> HostGate:
 
 
 def sleep_before_retry(policy: Policy, attempt: int, retry_after: float | None = None,
-                       gate: HostGate | None = None) -> None:
-    """Wait before the next try; a server's Retry-After also pauses the host's other workers."""
+                       gate: HostGate | None = None,
+                       sleep: Callable[[float], None] = time.sleep) -> None:
+    """Wait before the next try; a server's Retry-After also pauses the host's other workers.
+    `sleep` waits (a download passes one that an interrupt ends: `cancel.pause`)."""
     delay = policy.delay(attempt, retry_after)
     if gate is not None and retry_after is not None:
         gate.pause(min(retry_after, policy.max_retry_after))
-    time.sleep(delay)
+    sleep(delay)

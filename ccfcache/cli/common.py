@@ -91,6 +91,7 @@ class _Interrupt:
             signal.signal(signal.SIGINT, self.previous)
 
     def _handle(self, signum: int, frame: object) -> None:
+        from ..cancel import stop_downloads
         from ..locks import release_all_held
         from ..units import human_bytes
 
@@ -108,6 +109,7 @@ class _Interrupt:
             os.write(2, f"\nccfcache: error: {message}\n".encode())
         except OSError:
             pass
+        stop_downloads()  # as for the API; here the exit then ends every thread at once
         release_all_held()
         os._exit(EXIT_INTERRUPTED)
 
