@@ -29,7 +29,8 @@ def dangling_links(view: Path, names: list[str] | None = None) -> list[str]:
             names = sorted(os.listdir(view))
         except OSError:
             return []
-    return [name for name in names if not os.path.isfile(view / name)]
+    folder = os.fspath(view)  # (one string join per name: pathlib's was most of this)
+    return [name for name in names if not os.path.isfile(os.path.join(folder, name))]
 
 
 def view_is_whole(view: Path, names: list[str] | None = None) -> bool:
