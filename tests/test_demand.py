@@ -179,7 +179,7 @@ DATES = st.datetimes(min_value=datetime.datetime(1990, 1, 1),
     lambda d: d.replace(microsecond=0).isoformat())
 
 
-@settings(max_examples=15, deadline=None,
+@settings(max_examples=10, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(obs=DATES, anal=DATES, category=st.sampled_from(["XMMCCF", "XMMOTHER", None]))
 def test_demand_selection_equals_a_full_syncs(prepared, tmp_path_factory, obs, anal, category):
