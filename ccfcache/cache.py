@@ -21,6 +21,7 @@ from .names import canonical_name
 from .progress import NullProgress, Progress
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
     from datetime import datetime
 
     from astropy.io.fits import HDUList
@@ -323,14 +324,18 @@ class Cache:
                 self.progress.finish()
             if done:
                 self.header_reads = (done, total)
-        except BaseException:
+        except BaseException as exc:
             if downloads is not None:
-                downloads.cancel()
+                downloads.cancel(interrupted=isinstance(exc, KeyboardInterrupt))
             raise
         finally:
             lock.release()
         if downloads is not None:
-            downloads.wait()
+            try:
+                downloads.wait()
+            except BaseException as exc:
+                downloads.cancel(interrupted=isinstance(exc, KeyboardInterrupt))
+                raise
 
     # -- lookups ----------------------------------------------------------------------------
     def current_version(self, name: str) -> Version:
@@ -745,10 +750,16 @@ class _Prefetch:
 
         self.cache, self.obs, self.anal = cache, obs, anal
         self.category, self.ignore_category = category, ignore_category
+        from .cancel import downloading
+
         self.fetcher = cache.fetcher()
         self.submitted: set[int] = set()
+        self.futures: list[Future[None]] = []
         self.pool = ThreadPoolExecutor(max_workers=max(1, cache.settings.workers),
                                        thread_name_prefix="ccfcache-prefetch")
+        self._batch = downloading()  # a batch of downloads (`ccfcache.cancel`)
+        self._batch.__enter__()
+        self._open = True
 
     def submit(self, groups: set[tuple[str, str]]) -> None:
         """Start downloading the selected contents of these newly decided types."""
@@ -761,7 +772,7 @@ class _Prefetch:
                 continue
             self.submitted.add(row.id)
             if self.fetcher.local_path(row) is None:
-                self.pool.submit(self._one, row)
+                self.futures.append(self.pool.submit(self._one, row))
 
     def _one(self, version: Version) -> None:
         from .errors import CcfCacheError
@@ -775,10 +786,24 @@ class _Prefetch:
             count(int(version.size))
 
     def wait(self) -> None:
+        """Wait for every download started."""
         self.pool.shutdown(wait=True)
+        self._close()
 
-    def cancel(self) -> None:
+    def cancel(self, *, interrupted: bool = False) -> None:
+        """Drop the queued downloads; `interrupted` (Ctrl-C in a program using the API):
+        also stop the running ones before their next chunk (their partials stay)."""
+        from .cancel import stop_downloads
+
         self.pool.shutdown(wait=False, cancel_futures=True)
+        if interrupted:
+            stop_downloads(f for f in self.futures if not f.done())
+        self._close()
+
+    def _close(self) -> None:
+        if self._open:
+            self._open = False
+            self._batch.__exit__(None, None, None)
 
 
 class _LazySources(Mapping[str, "Source"]):
