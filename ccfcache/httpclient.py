@@ -10,6 +10,8 @@ by the host's other workers), proxies from HTTP_PROXY/HTTPS_PROXY/NO_PROXY as cu
 
 from __future__ import annotations
 
+import functools
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +22,8 @@ from .errors import FetchError, TransferError
 from .retry import RETRY_STATUSES, Policy, gate_for, retry_after_seconds, sleep_before_retry
 
 if TYPE_CHECKING:
+    import ssl
+
     import httpx
 
 PROJECT_URL = "https://github.com/ccfcache/ccfcache"
@@ -78,6 +82,20 @@ def _larger_reads() -> None:
         HTTP11Connection.READ_NUM_BYTES = READ_BYTES
 
 
+def _tls_context() -> ssl.SSLContext:
+    """The TLS context the process's clients share: the system's CAs, or those of
+    SSL_CERT_FILE / SSL_CERT_DIR (httpx's rules, as `verify=True` would give each client),
+    built once per value of those variables."""
+    return _tls_context_for(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+
+
+@functools.cache
+def _tls_context_for(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
+    import httpx
+
+    return httpx.create_ssl_context(verify=True, trust_env=True)
+
+
 class HttpClient:
     """An httpx client with the project's policy; one per source."""
 
@@ -96,7 +114,7 @@ class HttpClient:
             http2=self.http2,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             follow_redirects=False,
-            verify=True,
+            verify=_tls_context(),  # (one per process: building one costs ~0.1 CPU-s)
             trust_env=True,  # HTTP(S)_PROXY, ALL_PROXY, NO_PROXY, SSL_CERT_FILE, as curl
             limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
             headers={"User-Agent": user_agent()},
