@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from .dates import normalise_date
 from .errors import InvalidDate, InvalidName, ListingError
@@ -289,6 +289,14 @@ class _LinkCollector(HTMLParser):
             current.after += data[:_MAX_ROW_CHARS]
 
 
+def _split(url: str) -> SplitResult | None:
+    """`urlsplit(url)`, or None for what it refuses (an unbalanced '[' or ']' in a host)."""
+    try:
+        return urlsplit(url)
+    except ValueError:
+        return None
+
+
 def _ignored(href: str, text: str) -> bool:
     """True for links that are silently skipped: sub-folders, the parent folder, sorting."""
     stripped = href.strip()
@@ -297,8 +305,8 @@ def _ignored(href: str, text: str) -> bool:
     decoded = unquote(stripped)
     if decoded.endswith("/") or decoded in (".", ".."):
         return True  # a sub-folder, the parent folder (Caddy writes '..') or the site root
-    parts = urlsplit(decoded)
-    if parts.netloc and not parts.path and not parts.query:
+    parts = _split(decoded)
+    if parts is not None and parts.netloc and not parts.path and not parts.query:
         return True  # a web site ("Served with Caddy"), not a file
     return False
 
@@ -320,7 +328,9 @@ def _link_name(href: str, source: str) -> str | None:
     raw = href.strip()
     if any(ch in raw for ch in "\\\0?#") or any(ord(ch) < 32 for ch in raw):
         return None
-    parts = urlsplit(raw)
+    parts = _split(raw)
+    if parts is None:
+        return None
     absolute = bool(parts.scheme or parts.netloc or raw.startswith("/"))
     if absolute:
         base = urlsplit(source)

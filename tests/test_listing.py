@@ -424,3 +424,13 @@ def test_list_directory_errors(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(ListingError, match="cannot list"):
         list_directory(tmp_path / "file", "local")
+
+
+@pytest.mark.parametrize("href", ["%2f%2f]", "//[x/EPN_QUANTUMEF_0019.CCF", "http://[::1/A.CCF"])
+def test_links_urllib_refuses_are_rejected_not_raised(href: str) -> None:
+    """A link urlsplit cannot split (an unbalanced bracket in what looks like a host) is one
+    rejected link, not a ValueError that stops the sync (found by test_fuzz)."""
+    body = f'<html><body><pre><a href="{href}">x</a>\n<a href="EPN_QUANTUMEF_0019.CCF">y</a>'
+    listing = parse_html_listing(body + "</pre></body></html>", "http://h/ccf/")
+    assert list(listing.entries) == ["EPN_QUANTUMEF_0019.CCF"]
+    assert len(listing.rejected) == 1
