@@ -211,8 +211,18 @@ class Index:
         self.readonly = readonly
         self._lock = threading.RLock()  # one connection, shared by fetch threads
         self._downloads = GroupCommit(self._writing)  # downloads finishing together commit once
-        self.conn = connect(self.path, readonly=readonly)
-        self._identity = _file_identity(self.path)  # to tell a moved-aside index (doctor)
+        # the identity of the file this connection opened, to tell a moved-aside index
+        # (doctor --rebuild): taken before and after connecting, so that an index replaced in
+        # between is not mistaken for the one the connection holds
+        for attempt in range(3):
+            self._identity = _file_identity(self.path)
+            self.conn = connect(self.path, readonly=readonly)
+            if _file_identity(self.path) == self._identity:
+                break
+            if attempt == 2:
+                self._identity = None  # replaced again and again: no check, not a wrong one
+                break
+            self.conn.close()
         self._db: sqlite_utils.Database | None = None
         if not readonly and not self._schema_ready():
             # only a new (or older) index takes the write lock on open
