@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from .build import CifResult
     from .cifplan import CifPlan
+    from .demand import Rule, Walk
     from .doctor import DoctorReport
     from .exact import ExactFetch
     from .fetcher import Fetcher
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from .init import InitSummary
     from .mif import MifSeeded, MifWritten
     from .prune import PrunePlan
-    from .rows import CacheStats, CifEntry, CifRecord, ConstituentStatus, Version
+    from .rows import CacheStats, CifEntry, CifRecord, ConstituentStatus, ListingUnread, Version
     from .sources import Source
     from .store import BlobStore
     from .sync import SyncReport
@@ -286,7 +287,7 @@ class Cache:
         if historical:
             self.read_headers()
             return
-        from .demand import Rule, Walk, read_on_demand
+        from .demand import Rule, read_on_demand
         from .locks import FileLock
         from .routes import BOOK
         from .sync import SyncReport, read_group, record_heads
@@ -294,6 +295,9 @@ class Cache:
         unread_count, total = index.header_counts()
         if not self._can_read_headers(unread_count):
             return
+        rule = Rule(obs, anal, category, ignore_category)
+        if not self._walk(rule, groups).to_read():
+            return  # decided by the headers read: no lock, no source opened (a warm build)
         lock = FileLock(self.layout.locks / "headers.lock")  # concurrent cold CIFs read once
         delay = 0.05
         while not lock.try_acquire():
@@ -302,13 +306,8 @@ class Cache:
         downloads = _Prefetch(self, obs, anal, category=category,
                               ignore_category=ignore_category) if prefetch else None
         try:
-            unread = [u for u in index.unread_listings() if u.source in self.settings.sources]
-            counts: dict[str, int] = {}
-            for u in unread:
-                counts[u.name] = counts.get(u.name, 0) + 1
-            rule = Rule(obs, anal, category, ignore_category)
-            walk = Walk.plan(index.listed_names(), counts, index.current_versions(), rule,
-                             groups=groups)
+            unread = self._unread_listings()
+            walk = self._walk(rule, groups, unread)
             sources = self.sources()
             keep = self.store.put_header
             report = SyncReport()
@@ -336,6 +335,23 @@ class Cache:
             except BaseException as exc:
                 downloads.cancel(interrupted=isinstance(exc, KeyboardInterrupt))
                 raise
+
+    def _unread_listings(self) -> list[ListingUnread]:
+        return [u for u in self.index.unread_listings() if u.source in self.settings.sources]
+
+    def _walk(self, rule: Rule, groups: list[tuple[str, str]] | None,
+              unread: list[ListingUnread] | None = None) -> Walk:
+        """The demand walk for these dates over what the index holds now."""
+        from .demand import Walk
+
+        if unread is None:
+            counts = self.index.unread_counts(self.settings.sources)
+        else:
+            counts = {}
+            for u in unread:
+                counts[u.name] = counts.get(u.name, 0) + 1
+        return Walk.plan(self.index.listed_names(), counts, self.index.current_versions(),
+                         rule, groups=groups)
 
     # -- lookups ----------------------------------------------------------------------------
     def current_version(self, name: str) -> Version:

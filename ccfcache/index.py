@@ -786,6 +786,14 @@ class Index:
                          "FROM listings")[0]
         return int(row["unread"]), int(row["total"])
 
+    def unread_counts(self, sources: Iterable[str]) -> dict[str, int]:
+        """How many listing rows of these sources each name has with no header read."""
+        wanted = sorted(set(sources))
+        rows = self._rows(
+            "SELECT name, count(*) FROM listings WHERE version_id IS NULL AND source IN "
+            f"({','.join('?' * len(wanted))}) GROUP BY name", tuple(wanted))
+        return {row[0]: row[1] for row in rows}
+
     def unread_listings(self, names: Iterable[str] | None = None) -> list[ListingUnread]:
         """The listing rows whose header is not read yet (of these names), by name."""
         sql = ("SELECT l.source, l.name, l.size_hint, l.mtime, l.size, l.href, c.scope, "

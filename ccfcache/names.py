@@ -7,6 +7,7 @@ A listing entry is a constituent only if it matches the strict pattern below. An
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import namedtuple
 
@@ -32,6 +33,7 @@ class ConstituentName(namedtuple("ConstituentName", "scope typeid issue")):
         return f"{self.scope}_{self.typeid}_{self.issue:04d}.CCF"
 
 
+@functools.lru_cache(maxsize=1 << 17)
 def parse_name(text: str) -> ConstituentName:
     """Split a constituent file name into scope, type and issue; raise InvalidName otherwise.
 

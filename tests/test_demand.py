@@ -312,3 +312,30 @@ def test_ctrl_c_stops_a_cold_cifs_pipelined_downloads(tmp_path, source_urls, ser
     partials = list(tmp.glob("*.part"))
     assert partials and all(p.with_name(p.name + ".json").exists() for p in partials)
     assert not [p.name for p in (root / "locks").iterdir() if p.name.endswith(".lock")]
+
+
+def test_a_warm_cif_on_a_walked_cache_opens_no_source(tmp_path, server, source_urls,
+                                                       archive: Manifest):
+    """Once a cold CIF has read what its dates need, the same CIF again is decided by the
+    index alone: no request, no HTTP client imported (before: every warm build took the
+    headers lock and opened its sources, ~50 ms)."""
+    import sys
+
+    obs, anal = "2019-06-01T00:00:00", "2024-01-01T00:00:00"
+    cold = tmp_path / "cold"
+    configure(cold, source_urls)
+    assert ccfcache("cif", "--obs-date", obs, "--analysis-date", anal, "-o",
+                    str(tmp_path / "cold.cif"), root=cold).returncode == 0
+    server.reset_counts()
+    script = ("import sys; from ccfcache import Cache\n"
+              "with Cache(sys.argv[1]) as cache:\n"
+              "    cache.cif(sys.argv[2], sys.argv[3], sys.argv[4])\n"
+              "print('httpx' in sys.modules)")
+    probe = subprocess.run([sys.executable, "-c", script, str(cold), obs, anal,
+                            str(tmp_path / "warm.cif")], capture_output=True, text=True,
+                           timeout=300)
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip() == "False"
+    assert not [entry for entry in server.request_log]
+    with Cache(cold) as cache:
+        assert cache.index.header_counts()[0] > 0  # still a walked (partial) index
