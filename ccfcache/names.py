@@ -33,7 +33,6 @@ class ConstituentName(namedtuple("ConstituentName", "scope typeid issue")):
         return f"{self.scope}_{self.typeid}_{self.issue:04d}.CCF"
 
 
-@functools.lru_cache(maxsize=1 << 17)
 def parse_name(text: str) -> ConstituentName:
     """Split a constituent file name into scope, type and issue; raise InvalidName otherwise.
 
@@ -42,6 +41,11 @@ def parse_name(text: str) -> ConstituentName:
     """
     if not isinstance(text, str) or len(text) > 40 or not text.isascii():
         raise InvalidName(f"not a constituent name: {text!r}")
+    return _parse_text(text)
+
+
+@functools.lru_cache(maxsize=1 << 17)  # a warm CIF's walk parses every listed name
+def _parse_text(text: str) -> ConstituentName:
     match = _NAME_RE.fullmatch(text.upper())
     if match is None or match["scope"] not in SCOPES:
         raise InvalidName(f"not a constituent name (SCOPE_TYPEID_IIII.CCF): {text!r}")

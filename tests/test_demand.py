@@ -286,13 +286,14 @@ def test_ctrl_c_stops_a_cold_cifs_pipelined_downloads(tmp_path, source_urls, ser
     import sys
     import time
 
-    from test_interrupt_api import SCRIPT
+    from test_interrupt_api import SCRIPT, interruptible
 
     root = tmp_path / "cache"
     configure(root, source_urls)
     server.set_fault("slow", on="file", delay=0.05, chunk=4096)
     child = subprocess.Popen([sys.executable, "-c", SCRIPT, str(root), "cif"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=interruptible)
     tmp = root / "tmp"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

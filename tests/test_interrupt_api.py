@@ -33,6 +33,14 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+def interruptible() -> None:
+    """In the child before exec: SIGINT at its default, as in a terminal. A shell without job
+    control starts background commands with SIGINT ignored (bash does for `cmd &` in a
+    script), and Python then installs no KeyboardInterrupt handler: a CI job started that way
+    made these tests fail with 'finished'."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("what", ["fetch", "cif"])
 def test_ctrl_c_stops_the_api_at_once(tmp_path, source_urls, server, archive, what) -> None:
     """SIGINT while 4 of many downloads run: the call raises KeyboardInterrupt, no download
@@ -46,7 +54,8 @@ def test_ctrl_c_stops_the_api_at_once(tmp_path, source_urls, server, archive, wh
     server.reset_counts()  # the sync's header reads
     server.set_fault("slow", on="file", delay=0.05, chunk=4096)
     child = subprocess.Popen([sys.executable, "-c", SCRIPT, str(root), what, *names],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=interruptible)
     tmp = root / "tmp"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
