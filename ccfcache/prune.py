@@ -201,11 +201,15 @@ def _view_targets(views: Path) -> tuple[dict[Path, list[str]], list[tuple[Path, 
         path = Path(entry.path)
         if not entry.is_dir(follow_symlinks=False):
             continue
-        if entry.name.startswith(".tmp-"):
-            staging.append((path, entry.stat(follow_symlinks=False).st_mtime, 0))
+        try:  # a build renames its staging folder into place, or replaces a view, meanwhile
+            if entry.name.startswith(".tmp-"):
+                staging.append((path, entry.stat(follow_symlinks=False).st_mtime, 0))
+                continue
+            links = list(os.scandir(path))
+        except FileNotFoundError:
             continue
         targets = []
-        for link in os.scandir(path):
+        for link in links:
             try:
                 targets.append(os.path.basename(os.readlink(link.path)))
             except OSError:
