@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from .init import InitSummary
     from .mif import MifSeeded, MifWritten
     from .prune import PrunePlan
-    from .rows import CacheStats, CifEntry, CifRecord, ConstituentStatus, ListingUnread, Version
+    from .rows import CacheStats, CifEntry, CifRecord, ConstituentStatus, Version
     from .sources import Source
     from .store import BlobStore
     from .sync import SyncReport
@@ -306,8 +306,8 @@ class Cache:
         downloads = _Prefetch(self, obs, anal, category=category,
                               ignore_category=ignore_category) if prefetch else None
         try:
-            unread = self._unread_listings()
-            walk = self._walk(rule, groups, unread)
+            unread = [u for u in index.unread_listings() if u.source in self.settings.sources]
+            walk = self._walk(rule, groups)
             sources = self.sources()
             keep = self.store.put_header
             report = SyncReport()
@@ -336,22 +336,12 @@ class Cache:
                 downloads.cancel(interrupted=isinstance(exc, KeyboardInterrupt))
                 raise
 
-    def _unread_listings(self) -> list[ListingUnread]:
-        return [u for u in self.index.unread_listings() if u.source in self.settings.sources]
-
-    def _walk(self, rule: Rule, groups: list[tuple[str, str]] | None,
-              unread: list[ListingUnread] | None = None) -> Walk:
+    def _walk(self, rule: Rule, groups: list[tuple[str, str]] | None) -> Walk:
         """The demand walk for these dates over what the index holds now."""
         from .demand import Walk
 
-        if unread is None:
-            counts = self.index.unread_counts(self.settings.sources)
-        else:
-            counts = {}
-            for u in unread:
-                counts[u.name] = counts.get(u.name, 0) + 1
-        return Walk.plan(self.index.listed_names(), counts, self.index.current_versions(),
-                         rule, groups=groups)
+        return Walk.plan(self.index.listed_names(), self.index.unread_counts(
+            self.settings.sources), self.index.current_versions(), rule, groups=groups)
 
     # -- lookups ----------------------------------------------------------------------------
     def current_version(self, name: str) -> Version:

@@ -284,9 +284,8 @@ def test_ctrl_c_stops_a_cold_cifs_pipelined_downloads(tmp_path, source_urls, ser
     running ones keep a resumable partial, no lock file stays."""
     import signal
     import sys
-    import time
 
-    from test_interrupt_api import SCRIPT, interruptible
+    from test_interrupt_api import SCRIPT, interruptible, wait_for_partials
 
     root = tmp_path / "cache"
     configure(root, source_urls)
@@ -295,14 +294,7 @@ def test_ctrl_c_stops_a_cold_cifs_pipelined_downloads(tmp_path, source_urls, ser
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              preexec_fn=interruptible)
     tmp = root / "tmp"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if tmp.is_dir() and sum(1 for p in tmp.glob("*.part") if p.stat().st_size > 0) >= 2:
-            break
-        time.sleep(0.02)
-    else:
-        child.kill()
-        pytest.fail("no download started")
+    wait_for_partials(tmp, child, seconds=120)
     child.send_signal(signal.SIGINT)
     out, err = child.communicate(timeout=120)  # a hang guard, not a speed assertion
     assert out.strip() == "KeyboardInterrupt", (out, err)

@@ -41,6 +41,18 @@ def interruptible() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def wait_for_partials(tmp: Path, child: subprocess.Popen, *, seconds: float) -> None:
+    """Until two downloads have bytes in `tmp` (then Ctrl-C lands mid-download); the test
+    fails, the child killed, when none starts in `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if tmp.is_dir() and sum(1 for p in tmp.glob("*.part") if p.stat().st_size > 0) >= 2:
+            return
+        time.sleep(0.02)
+    child.kill()
+    pytest.fail("no download started")
+
+
 @pytest.mark.parametrize("what", ["fetch", "cif"])
 def test_ctrl_c_stops_the_api_at_once(tmp_path, source_urls, server, archive, what) -> None:
     """SIGINT while 4 of many downloads run: the call raises KeyboardInterrupt, no download
@@ -57,14 +69,7 @@ def test_ctrl_c_stops_the_api_at_once(tmp_path, source_urls, server, archive, wh
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              preexec_fn=interruptible)
     tmp = root / "tmp"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if sum(1 for p in tmp.glob("*.part") if p.stat().st_size > 0) >= 2:
-            break
-        time.sleep(0.02)
-    else:
-        child.kill()
-        pytest.fail("no download started")
+    wait_for_partials(tmp, child, seconds=60)
     child.send_signal(signal.SIGINT)
     out, err = child.communicate(timeout=120)  # a hang guard, not a speed assertion
     assert out.strip() == "KeyboardInterrupt", (out, err)
