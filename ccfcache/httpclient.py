@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
@@ -45,20 +46,49 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def map_error(exc: BaseException, what: str, url: str) -> FetchError:
-    """The ccfcache error for an httpx error met while doing `what` with `url`: a cut
-    transfer (timeouts, resets, protocol errors) is a TransferError, worth another try."""
+def _raised_in_http2_layer(exc: BaseException) -> bool:
+    """True for an exception raised inside httpcore's or h2's own code: an HTTP/2
+    connection that the server closes (GOAWAY) while streams are in flight has ended them
+    with a bare KeyError or RuntimeError from inside httpcore/h2 (upstream: encode/httpx#3072)
+    instead of an httpx error; such a failure is the network's, not a traceback."""
+    tb = exc.__traceback__
+    last = None
+    while tb is not None:
+        last = tb.tb_frame.f_code.co_filename
+        tb = tb.tb_next
+    if last is None:
+        return False
+    parts = last.replace("\\", "/").split("/")
+    return "httpcore" in parts or "h2" in parts
+
+
+def is_transport_failure(exc: BaseException) -> bool:
+    """True when `exc` is the network's doing (an httpx error, or one of the HTTP/2 layer's
+    races), so that it becomes a ccfcache error instead of a traceback."""
     import httpx
 
-    if isinstance(exc, (httpx.TransportError, httpx.DecodingError, httpx.StreamError)):
+    if isinstance(exc, httpx.HTTPError):
+        return True
+    races = (KeyError, RuntimeError, ValueError, AttributeError)
+    return (isinstance(exc, races) or type(exc).__module__.startswith("h2.")) and (
+        _raised_in_http2_layer(exc))
+
+
+def map_error(exc: BaseException, what: str, url: str) -> FetchError:
+    """The ccfcache error for an httpx error (or an HTTP/2 layer race, see
+    `is_transport_failure`) met while doing `what` with `url`: a cut transfer (timeouts,
+    resets, protocol errors) is a TransferError, worth another try."""
+    import httpx
+
+    if isinstance(exc, (httpx.TransportError, httpx.DecodingError, httpx.StreamError)) or (
+            not isinstance(exc, httpx.HTTPError) and is_transport_failure(exc)):
         return TransferError(f"{what}: {describe(exc)} from {url}")
     return FetchError(f"{what}: {describe(exc)} from {url}")
 
 
 def http2_available() -> bool:
     """True when the `h2` package is installed (the `http2` extra): HTTPS sources then offer
-    HTTP/2, and a server that accepts it carries every request of a source as a stream of one
-    connection (many header reads in flight without a handshake each)."""
+    HTTP/2, over one connection per worker thread (see `HttpClient`)."""
     import importlib.util
 
     return importlib.util.find_spec("h2") is not None
@@ -97,31 +127,72 @@ def _tls_context_for(cert_file: str | None, cert_dir: str | None) -> ssl.SSLCont
 
 
 class HttpClient:
-    """An httpx client with the project's policy; one per source."""
+    """An httpx client with the project's policy; one per source.
+
+    Over HTTP/1.1 the source's threads share one client and its pool of connections. Over
+    HTTP/2 each thread has a client (and a connection) of its own: httpcore's synchronous
+    HTTP/2 connection lets threads drive one `h2` state machine at once without a lock
+    (`send_headers` races the HPACK encoder: a "deque mutated during iteration" in hpack, and
+    KeyError/RuntimeError when the server ends the connection; tests/test_http2.py makes
+    nginx end a connection every 3 requests), and a corrupted HPACK table could ask the
+    server for another path than the one meant."""
 
     def __init__(self, base_url: str, *, timeout: float, policy: Policy, pool: int = 16,
                  host_connections: int | None = None) -> None:
-        import httpx
-
         _larger_reads()
         self.policy = policy
         split = urlsplit(base_url)
         self.origin = split[:2]
         self.gate = gate_for(split.hostname or "", split.port, host_connections)
         self.timeout = timeout
+        self.pool = pool
         self.http2 = split.scheme == "https" and http2_available()
-        self.client = httpx.Client(
+        self.request_hooks: list[Callable[[httpx.Request], None]] = []
+        self._lock = threading.Lock()
+        self._clients: list[httpx.Client] = []
+        self._local = threading.local()
+        self._shared: httpx.Client | None = None if self.http2 else self._new_client()
+
+    def _new_client(self) -> httpx.Client:
+        import httpx
+
+        client = httpx.Client(
             http2=self.http2,
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
             follow_redirects=False,
             verify=_tls_context(),  # (one per process: building one costs ~0.1 CPU-s)
             trust_env=True,  # HTTP(S)_PROXY, ALL_PROXY, NO_PROXY, SSL_CERT_FILE, as curl
-            limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
+            limits=httpx.Limits(max_connections=self.pool,
+                                max_keepalive_connections=self.pool),
             headers={"User-Agent": user_agent()},
+            event_hooks={"request": list(self.request_hooks)},
         )
+        with self._lock:
+            self._clients.append(client)
+        return client
+
+    @property
+    def client(self) -> httpx.Client:
+        """The client this thread sends with (see the class's text)."""
+        if self._shared is not None:
+            return self._shared
+        client: httpx.Client | None = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = self._new_client()
+        return client
+
+    def add_request_hook(self, hook: Callable[[httpx.Request], None]) -> None:
+        """Call `hook` on every request before it is sent (S3 signing), on every client."""
+        with self._lock:
+            self.request_hooks.append(hook)
+            for client in self._clients:
+                client.event_hooks["request"] = list(self.request_hooks)
 
     def close(self) -> None:
-        self.client.close()
+        with self._lock:
+            clients, self._clients = self._clients, []
+        for client in clients:
+            client.close()
 
     def _send_once(self, method: str, url: str, headers: dict[str, str],
                    what: str) -> httpx.Response:
@@ -156,7 +227,9 @@ class HttpClient:
             with self.gate.slot():
                 try:
                     response = self._send_once(method, url, headers, what)
-                except httpx.HTTPError as exc:
+                except Exception as exc:
+                    if not is_transport_failure(exc):
+                        raise
                     error = map_error(exc, what, url)
                     if not isinstance(error, TransferError):
                         raise error from exc
@@ -182,7 +255,6 @@ class HttpClient:
                     deadline: float | None = None) -> bytes:
         """The body, read as it streams; more than `cap` bytes, or a body still arriving at
         `deadline` (time.monotonic()), raises FetchError without reading the rest."""
-        import httpx
 
         deadline = deadline if deadline is not None else time.monotonic() + 4 * self.timeout
         parts: list[bytes] = []
@@ -196,6 +268,8 @@ class HttpClient:
                     raise TransferError(f"{what}: too slow, still arriving after the deadline"
                                         f" from {url}")
                 parts.append(chunk)
-        except httpx.HTTPError as exc:
+        except Exception as exc:
+            if not is_transport_failure(exc):
+                raise
             raise map_error(exc, what, url) from exc
         return b"".join(parts)

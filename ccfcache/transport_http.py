@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from .errors import FetchError, ListingError
 from .headers import BLOCK, MAX_HEADER_BLOCKS
-from .httpclient import HttpClient, map_error
+from .httpclient import HttpClient, is_transport_failure, map_error
 from .listing import MAX_LISTING_CHARS, Listing, parse_html_listing
 from .retry import Policy
 from .transport import (
@@ -84,11 +84,12 @@ class HttpStream:
         self._what = what
 
     def chunks(self) -> Iterator[bytes]:
-        import httpx
 
         try:
             yield from self._response.iter_raw()  # identity encoding: raw is the file
-        except httpx.HTTPError as exc:
+        except Exception as exc:
+            if not is_transport_failure(exc):
+                raise
             raise map_error(exc, self._what, self.url) from exc
 
     def close(self) -> None:
@@ -198,7 +199,6 @@ class HttpTransport:
 
     def _read_whole_head(self, response: httpx.Response, what: str, url: str,
                          deadline: float) -> bytes:
-        import httpx
 
         data = b""
         try:
@@ -209,7 +209,9 @@ class HttpTransport:
                 if time.monotonic() > deadline:
                     raise FetchError(f"{what}: too slow, still arriving after the deadline "
                                      f"from {url}")
-        except httpx.HTTPError as exc:
+        except Exception as exc:
+            if not is_transport_failure(exc):
+                raise
             raise map_error(exc, what, url) from exc
         return data
 

@@ -182,7 +182,7 @@ class S3Transport(HttpTransport):
         self.signed = False
         signer = make_signer(region)
         if signer is not None:
-            self.http.client.event_hooks["request"] = [signer]
+            self.http.add_request_hook(signer)
             self.signed = True
 
     def file_url(self, name: str) -> str:

@@ -8,7 +8,14 @@ import httpx
 import pytest
 
 from ccfcache.errors import FetchError, TransferError
-from ccfcache.httpclient import MAX_MESSAGE, HttpClient, describe, map_error, user_agent
+from ccfcache.httpclient import (
+    MAX_MESSAGE,
+    HttpClient,
+    describe,
+    is_transport_failure,
+    map_error,
+    user_agent,
+)
 from ccfcache.retry import Policy
 from ccfcache.version import __version__
 
@@ -34,6 +41,31 @@ def test_a_cut_transfer_is_worth_another_try(exc: Exception, retried: bool) -> N
     assert isinstance(error, FetchError)
     assert isinstance(error, TransferError) is retried
     assert str(error).startswith("download of X: ") and str(error).endswith(" from http://h/x")
+
+
+def _raised_from(filename: str, exc: Exception) -> Exception:
+    """`exc` as raised by code whose file is `filename`."""
+    try:
+        exec(compile("raise exc", filename, "exec"), {"exc": exc})
+    except Exception as raised:
+        return raised
+    raise AssertionError("not raised")
+
+
+@pytest.mark.parametrize("filename, failure", [
+    ("/venv/lib/site-packages/httpcore/_sync/http2.py", True),
+    ("/venv/lib/site-packages/h2/connection.py", True),
+    ("/venv/lib/site-packages/ccfcache/sync.py", False),
+])
+def test_a_race_inside_the_http2_layer_is_the_networks_failure(filename: str,
+                                                               failure: bool) -> None:
+    """A bare KeyError from inside httpcore or h2 (an upstream race when a server ends an
+    HTTP/2 connection) is a cut transfer, not a traceback; one from ccfcache's code is a bug
+    and stays one."""
+    exc = _raised_from(filename, KeyError(3))
+    assert is_transport_failure(exc) is failure
+    if failure:
+        assert isinstance(map_error(exc, "header of X", "https://h/x"), TransferError)
 
 
 def test_user_agent_names_the_version_and_project() -> None:
