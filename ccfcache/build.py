@@ -3,10 +3,8 @@ selected, make the per-CIF view folder, write the CIF, and record it (for pinnin
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
-import socket
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -20,7 +18,7 @@ from .dates import resolve_date
 from .errors import CacheError, SelectionError
 from .handover import hand_over, view_is_whole
 from .leases import Lease
-from .select import Selection, select_constituents
+from .select import Ranking, Selection, select_constituents
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -64,7 +62,20 @@ class CifResult:
 
 def select_rows(index: Index, obs: str, anal: str, *, category: str = "XMMCCF",
                 ignore_category: bool = False, historical: bool = False) -> Selection:
-    """The rows `ccfcache cif` selects for these (normalised) dates, before any fetch."""
+    """The rows `ccfcache cif` selects for these (normalised) dates, before any fetch.
+
+    The first selection at a generation of the index asks SQL for the rows that can decide
+    it (`Index.candidates_for`: a new process builds one CIF). From the second on, every
+    version that can take part is ranked once (`select.Ranking`), remembered until the index
+    changes, and each selection, whatever its dates, is a walk down the ranks."""
+    ranking = index.remembered(
+        ("ranking", category, ignore_category, historical),
+        lambda: Ranking.of(index.live_versions(category=category,
+                                               ignore_category=ignore_category,
+                                               historical=historical),
+                           category=category, ignore_category=ignore_category), after=2)
+    if ranking is not None:
+        return ranking.select(obs, anal)
     rows = index.candidates_for(obs, anal, category=category, ignore_category=ignore_category,
                                 historical=historical)
     return select_constituents(rows, obs, anal, category=category,
@@ -151,7 +162,7 @@ def _remove_links(folder: Path) -> None:
 def build_cif(
     index: Index,
     store: BlobStore,
-    fetcher: Fetcher,
+    make_fetcher: Callable[[], Fetcher],
     obs_date: str | None,
     analysis_date: str | None = None,
     out: str | os.PathLike[str] | None = None,
@@ -165,7 +176,9 @@ def build_cif(
     now: datetime | None = None,
 ) -> CifResult:
     """Select, fetch, link and write a CIF; nothing is written when a selected file is missing.
-    The index is used as it is (`Cache.cif` syncs a cache that never synced first)."""
+    The index is used as it is (`Cache.cif` syncs a cache that never synced first).
+    `make_fetcher` is called only when a selected content is not stored (a warm build
+    imports no download machinery)."""
     obs = resolve_date(obs_date, now=now)
     anal = resolve_date(analysis_date, now=now)
     selection = select_rows(index, obs, anal, category=category,
@@ -177,14 +190,16 @@ def build_cif(
     chosen: list[Version] = selection.rows
     with Lease(store.layout.locks) as lease:  # until this build returns: prune keeps them
         lease.hold(r.xxh3 for r in chosen)  # those stored already, while the rest is fetched
-        return _build_leased(index, store, fetcher, lease, selection, chosen, obs, anal, out,
+        return _build_leased(index, store, make_fetcher, lease, selection, chosen, obs, anal,
+                             out,
                              category=category, ignore_category=ignore_category,
                              historical=historical, fullpath=fullpath, pin=pin,
                              parameters=parameters, now=now,
                              anal_is_now=analysis_date is None)
 
 
-def _build_leased(index: Index, store: BlobStore, fetcher: Fetcher, lease: Lease,
+def _build_leased(index: Index, store: BlobStore, make_fetcher: Callable[[], Fetcher],
+                  lease: Lease,
                   selection: Selection, chosen: list[Version], obs: str, anal: str,
                   out: str | os.PathLike[str] | None, *, category: str,
                   ignore_category: bool, historical: bool, fullpath: bool, pin: bool,
@@ -193,17 +208,28 @@ def _build_leased(index: Index, store: BlobStore, fetcher: Fetcher, lease: Lease
     """The part of `build_cif` done under the lease on the chosen contents."""
     from .cif import write_cif
 
-    paths, failures = fetcher.fetch_many(chosen)
-    if failures:
-        names = sorted(r.name for r in chosen if r.id in failures)
-        first = next(iter(failures.values()))
-        raise SelectionError(
-            f"{len(names)} selected constituents could not be fetched ({', '.join(names[:5])}"
-            f"{', ...' if len(names) > 5 else ''}): {first}; no CIF written"
-        )
-    chosen = fetcher.refreshed(chosen)  # with the hashes of what was fetched just now
-    view = hand_over(index, lambda: fetcher, chosen, lambda: _make_view(store, chosen), "CIF",
-                     lease)
+    locate = store.locate  # (one stat per content stored already, no path object)
+    if all(v.xxh3 and v.md5 and locate(v.xxh3, v.size) is not None for v in chosen):
+        index.touch_used(chosen)  # all stored: no fetcher, no download module imported
+        fetchers: list[Fetcher] = []
+    else:
+        fetchers = [make_fetcher()]
+        failures = fetchers[0].fetch_missing(chosen)
+        if failures:
+            names = sorted(r.name for r in chosen if r.id in failures)
+            first = next(iter(failures.values()))
+            raise SelectionError(
+                f"{len(names)} selected constituents could not be fetched "
+                f"({', '.join(names[:5])}{', ...' if len(names) > 5 else ''}): {first}; "
+                "no CIF written")
+        chosen = fetchers[0].refreshed(chosen)  # with the hashes of what was fetched just now
+
+    def fetcher() -> Fetcher:
+        if not fetchers:
+            fetchers.append(make_fetcher())
+        return fetchers[0]
+
+    view = hand_over(index, fetcher, chosen, lambda: _make_view(store, chosen), "CIF", lease)
     target = Path(out) if out else store.layout.cifs / f"ccf-{obs}-{anal}-{view.name}.cif"
     target = target.expanduser().absolute()
     params = {"calindexset": str(target), "fullpath": "yes" if fullpath else "no",
@@ -243,6 +269,9 @@ def record_cif(index: Index, path: Path, obs: str, anal: str, category: str, his
             anal_is_now and (old.created_at or 0) >= time.time() - RECORD_AGAIN_S))
         if same and fresh:
             return old.id
+    import getpass
+    import socket
+
     try:
         user = getpass.getuser()
     except (KeyError, OSError):

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from .build import CifResult
     from .cifplan import CifPlan
-    from .demand import Rule, Walk
+    from .demand import Outline, Rule, Walk
     from .doctor import DoctorReport
     from .exact import ExactFetch
     from .fetcher import Fetcher
@@ -296,7 +296,7 @@ class Cache:
         if not self._can_read_headers(unread_count):
             return
         rule = Rule(obs, anal, category, ignore_category)
-        if not self._walk(rule, groups).to_read():
+        if not self._outline().needs_reading(rule, groups):
             return  # decided by the headers read: no lock, no source opened (a warm build)
         lock = FileLock(self.layout.locks / "headers.lock")  # concurrent cold CIFs read once
         delay = 0.05
@@ -335,6 +335,19 @@ class Cache:
             except BaseException as exc:
                 downloads.cancel(interrupted=isinstance(exc, KeyboardInterrupt))
                 raise
+
+    def _outline(self) -> Outline:
+        """The demand walk's names and headers read, without dates (`demand.Outline`),
+        remembered until the index changes: a warm build decides from it that it needs no
+        header, whatever its dates, without a walk over every listed name."""
+        from .demand import Outline
+
+        sources = tuple(self.settings.sources)
+        outline = self.index.remembered(("outline", sources), lambda: Outline.of(
+            self.index.listed_names(), self.index.unread_counts(sources),
+            self.index.current_versions()))
+        assert outline is not None
+        return outline
 
     def _walk(self, rule: Rule, groups: list[tuple[str, str]] | None) -> Walk:
         """The demand walk for these dates over what the index holds now."""
@@ -487,7 +500,7 @@ class Cache:
         self.ensure_listed()
         self._read_for_selection(obs, anal, category=category, ignore_category=ignore_category,
                                  historical=historical, prefetch=True)
-        return build_cif(self.index, self.store, self.fetcher(), obs_date, analysis_date, out,
+        return build_cif(self.index, self.store, self.fetcher, obs_date, analysis_date, out,
                          category=category, ignore_category=ignore_category,
                          historical=historical, fullpath=fullpath, pin=pin,
                          parameters=parameters, now=now)

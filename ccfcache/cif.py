@@ -116,17 +116,13 @@ class CifData:
     path: Path | None = None
 
 
-@functools.cache
 def _version() -> str:
-    """ccfcache's installed version (read once: importlib.metadata scans sys.path)."""
-    try:
-        from importlib.metadata import PackageNotFoundError, version
-    except ImportError:  # pragma: no cover
-        return "unknown"
-    try:
-        return version("ccfcache")
-    except PackageNotFoundError:
-        return "unknown"
+    """ccfcache's version (`ccfcache.version`, which tests keep equal to the installed
+    package's: importlib.metadata, which scans sys.path, was a tenth of a warm CIF's
+    start-up)."""
+    from .version import __version__
+
+    return __version__
 
 
 def default_creator() -> str:

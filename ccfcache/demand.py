@@ -168,6 +168,45 @@ class Walk:
                 for entry in self._needed(group) if entry.failed is not None}
 
 
+@dataclass
+class Outline:
+    """What `Walk.plan` knows before it is given dates: each type's listed names, highest
+    issue first, with how many of their listing rows are unread and the versions read of
+    them. Made once while the index does not change (`Index.remembered`), it answers for any
+    dates whether a selection needs a header read (`needs_reading`), as a new walk would."""
+
+    groups: dict[Group, list[tuple[int, list[Mapping[str, Any]]]]]
+    everything: bool
+    whole: set[Group]
+
+    @classmethod
+    def of(cls, names: Iterable[str], unread: Mapping[str, int],
+           versions: Iterable[Mapping[str, Any]]) -> Outline:
+        walk = Walk.plan(names, unread, (), Rule("", ""))  # names grouped and ranked
+        read: dict[str, list[Mapping[str, Any]]] = {}
+        for version in versions:
+            walk._learn(version)  # (types whose headers contradict their names)
+            if str(version.get("name")) in walk.by_name:
+                read.setdefault(str(version.get("name")), []).append(version)
+        return cls({group: [(entry.unread, read.get(entry.name, [])) for entry in members]
+                    for group, members in walk.groups.items()}, walk.everything,
+                   set(walk.whole))
+
+    def needs_reading(self, rule: Rule, groups: Iterable[Group] | None = None) -> bool:
+        """`bool(Walk.plan(names, unread, versions, rule, groups=groups).to_read())`."""
+        wanted = set(groups) if groups is not None else None
+        for group, members in self.groups.items():
+            if wanted is not None and group not in wanted and not self.everything:
+                continue
+            whole = self.everything or group in self.whole
+            for unread, versions in members:
+                if unread:
+                    return True
+                if not whole and any(rule.valid(version) for version in versions):
+                    break  # a valid issue: the names below it cannot win
+        return False
+
+
 def read_on_demand(
     walk: Walk,
     unread: Iterable[Any],

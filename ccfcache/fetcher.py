@@ -38,7 +38,6 @@ def _say_waiting(name: str, lock: Path, waited: float) -> None:
 
     print(f"ccfcache: note: {name} is being downloaded by {describe_holder(read_lock(lock))}; "
           f"waiting ({waited:.0f} s so far)", file=sys.stderr, flush=True)
-TOUCH_INTERVAL_S = 600.0  # a use is recorded at most this often per version
 
 
 def is_from_mif(version: Mapping[str, Any]) -> bool:
@@ -133,6 +132,19 @@ class Fetcher:
         self._learned[version.id] = replace(version, xxh3=xxh3, md5=md5)
         return Path(path)
 
+    def fetch_missing(self, versions: list[Version]) -> dict[int, str]:
+        """`fetch_many` for a caller that needs no paths (a CIF build): the failures only.
+        The contents stored already cost one stat each, no path object."""
+        locate = self.store.locate
+        missing = [v for v in versions if not (v.xxh3 and locate(v.xxh3, v.size) is not None)]
+        if not missing:
+            self._touch(versions)
+            return {}
+        failures = self.fetch_many(missing)[1]  # (the site cache, downloads; touched there)
+        fetched = {v.id for v in missing}
+        self._touch([v for v in versions if v.id not in fetched])
+        return failures
+
     def fetch_many(self, versions: list[Version], *, exact: bool = False
                    ) -> tuple[dict[int, Path], dict[int, str]]:
         """Fetch every version not yet local; return paths and failure messages by version id.
@@ -187,11 +199,7 @@ class Fetcher:
     def _touch(self, versions: list[Version]) -> None:
         """Record a use (for prune's LRU), at most once per TOUCH_INTERVAL_S per version: a
         warm build then writes nothing, and hosts sharing the cache do not queue to say so."""
-        now = time.time()
-        stale = [v.id for v in versions if (v.last_used or 0) < now - TOUCH_INTERVAL_S]
-        if not stale or self.index.readonly:
-            return
-        self.index.touch_versions(stale, now)
+        self.index.touch_used(versions)
 
     def fetch_one(self, version: Version, *, repair: bool = False, exact: bool = False) -> Path:
         """Fetch one version, waiting for another process that is already fetching it. With

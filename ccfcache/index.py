@@ -25,10 +25,10 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import CacheError
 from .layout import FORMAT_VERSION, LOCK_PROTOCOL, index_uri
@@ -64,6 +64,9 @@ HEADER_COLUMNS = (
 FETCHED_COLUMNS = frozenset({"fetched_source", "fetched_etag", "fetched_last_modified",
                              "fetched_at"})
 MIF_DIGEST_PREFIX = "mif-"  # the header_digest of a version recorded from a Master Index File
+T = TypeVar("T")
+_NOT_YET: Any = object()  # a remembered key asked fewer times than its `after`
+TOUCH_INTERVAL_S = 600.0  # a use of a version is recorded at most this often
 BUSY_TIMEOUT_S = 60.0
 WRITE_RETRIES = 20
 
@@ -262,6 +265,10 @@ class Index:
                 break
             self.conn.close()
         self._db: sqlite_utils.Database | None = None
+        # what `remembered` keeps, and the row changes of this connection that only touched
+        # the `cifs` table (recording a CIF does not change what a selection reads)
+        self._memo: dict[Hashable, tuple[tuple[int, int], int, Any]] = {}
+        self._cif_changes = 0
         if not readonly and not self._schema_ready():
             # only a new (or older) index takes the write lock on open
             with self._writing():
@@ -383,6 +390,34 @@ class Index:
                     raise CacheError(f"cannot commit to the index {self.path}: {exc}") from exc
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+    # -- answers remembered while the index does not change ---------------------------------
+    def generation(self) -> tuple[int, int]:
+        """A value that changes whenever the index changes in a way a selection could see: a
+        commit by any other connection, of any process (SQLite's `PRAGMA data_version`, which
+        counts exactly those), or a row changed through this connection (its `total_changes`,
+        rolled back ones included), except the `cifs` table's (`record_cif`, pins)."""
+        rows = self._rows("PRAGMA data_version")
+        with self._lock:
+            return int(rows[0][0]), self.conn.total_changes - self._cif_changes
+
+    def remembered(self, key: Hashable, compute: Callable[[], T], *, after: int = 1
+                   ) -> T | None:
+        """`compute()`, remembered until the index changes (`generation`); None (computing
+        nothing) until `key` was asked `after` times at the same generation, so that a
+        one-off question (a new process) does not pay for an answer kept for the next."""
+        generation = self.generation()
+        entry = self._memo.get(key)
+        seen = entry[1] + 1 if entry is not None and entry[0] == generation else 1
+        if entry is not None and entry[0] == generation and entry[2] is not _NOT_YET:
+            value: T = entry[2]
+            return value
+        if seen < after:
+            self._memo[key] = (generation, seen, _NOT_YET)
+            return None
+        value = compute()  # (the generation was taken before: a write meanwhile recomputes)
+        self._memo[key] = (generation, seen, value)
+        return value
 
     def query(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()
               ) -> list[dict[str, Any]]:
@@ -594,6 +629,14 @@ class Index:
             "obs": obs, "anal": anal, "category": category,
             "any_category": 1 if ignore_category else 0})
 
+    def live_versions(self, *, category: str, ignore_category: bool,
+                      historical: bool) -> list[Version]:
+        """Every version that can take part in a CIF's selection whatever the dates (listed
+        now, or with `historical` stored; name not withdrawn; of the category, or with an
+        unreadable header), by id: what the candidate query narrows by date."""
+        return self._versions(_live_sql(historical), {
+            "category": category, "any_category": 1 if ignore_category else 0})
+
     def served_versions(self, xxh3: str) -> list[Version]:
         """Versions with this content that some source lists now."""
         return self._versions(
@@ -618,6 +661,15 @@ class Index:
         with self._writing():
             self.conn.execute("UPDATE OR IGNORE versions SET xxh3 = ?, md5 = ? "
                               "WHERE id = ? AND xxh3 IS NULL", (xxh3, md5, version_id))
+
+    def touch_used(self, versions: Iterable[Version]) -> None:
+        """Record a use of these versions (prune's LRU), at most once per TOUCH_INTERVAL_S
+        per version: a warm build then writes nothing, and hosts sharing the cache do not
+        queue to say so."""
+        now = time.time()
+        stale = [v.id for v in versions if (v.last_used or 0) < now - TOUCH_INTERVAL_S]
+        if stale and not self.readonly:
+            self.touch_versions(stale, now)
 
     def touch_versions(self, ids: list[int], now: float) -> None:
         """Record a use of these versions (prune's LRU)."""
@@ -969,6 +1021,7 @@ class Index:
                    view_dir: str, pinned: bool) -> int:
         """Record a CIF built (replacing an older record of the same path); its id."""
         with self._writing():
+            before = self.conn.total_changes
             self.conn.execute("DELETE FROM cifs WHERE path = ?", (path,))
             cursor = self.conn.execute(
                 "INSERT INTO cifs (path, obs_date, analysis_date, category, historical, "
@@ -977,6 +1030,7 @@ class Index:
                 (path, obs_date, analysis_date, category, int(historical), created_at, host,
                  user, rows_json, view_dir, int(pinned)))
             cif_id = cursor.lastrowid
+            self._cif_changes += self.conn.total_changes - before
         assert cif_id is not None
         return cif_id
 
@@ -1003,7 +1057,9 @@ class Index:
     def set_cif_pinned(self, cif_id: int, pinned: bool) -> None:
         """Pin or unpin a recorded CIF."""
         with self._writing():
+            before = self.conn.total_changes
             self.conn.execute("UPDATE cifs SET pinned = ? WHERE id = ?", (int(pinned), cif_id))
+            self._cif_changes += self.conn.total_changes - before
 
     # -- contents by MD5, MIF seeding (ccfcache.exact, ccfcache.mif) -----------------------
     def contents_by_md5(self, md5s: list[str]) -> list[StoredContent]:
@@ -1204,6 +1260,12 @@ def _candidates_sql(historical: bool) -> str:
 
     return _CANDIDATES_SQL.format(valid_v=_VALID.format(v="v", live=live("v")),
                                   live_v=live("v"), live_w=live("w"))
+
+
+@functools.cache
+def _live_sql(historical: bool) -> str:
+    which = (_HISTORICAL if historical else _CURRENT).format(v="v")
+    return f"SELECT v.* FROM versions v WHERE {_LIVE.format(v='v', which=which)} ORDER BY v.id"
 
 
 def _marks(values: tuple[Any, ...]) -> str:

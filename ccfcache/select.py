@@ -127,6 +127,70 @@ def select_constituents(
     return Selection(rows=chosen, warnings=warnings)
 
 
+@dataclass
+class Ranking:
+    """`select_constituents` prepared once for any dates: the same rows filtered and grouped
+    as it does, each group's rows ranked by `preference_key`, greatest first. `select` then
+    takes per group the first row valid for the dates, which is the greatest valid one:
+    the same rows and warnings as `select_constituents(rows, ...)`, in microseconds per
+    group instead of a pass over every row (a pipeline builds CIFs for many dates)."""
+
+    skipped: list[str]  # the warnings about rows that cannot take part, in row order
+    # per group, sorted: (VALDATE, SUBDATE, EVALDATE or None when blank, row) by rank
+    groups: list[tuple[tuple[str, str], list[tuple[Any, Any, Any, Row]]]]
+
+    @classmethod
+    def of(cls, rows: Iterable[Row], *, category: str = "XMMCCF",
+           ignore_category: bool = False) -> Ranking:
+        wanted = category.strip()
+        skipped: list[str] = []
+        members: dict[tuple[str, str], list[Row]] = {}
+        for row in rows:
+            broken = not _blank(row.get("header_error"))
+            if not broken and not ignore_category and \
+                    str(row.get("category") or "").strip() != wanted:
+                continue
+            problem = _unusable(row)
+            if problem is not None:
+                skipped.append(f"skipping {row.get('name') or '(unnamed constituent)'}: "
+                               f"{problem}")
+                continue
+            members.setdefault((row["scope"], row["typeid"]), []).append(row)
+        groups = []
+        for group in sorted(members):
+            ranked = sorted(members[group], key=preference_key, reverse=True)  # stable: ties
+            groups.append((group, [(                                     # keep the row order
+                row["valdate"], row["subdate"],
+                None if _blank(row.get("evaldate")) else row.get("evaldate"), row)
+                for row in ranked]))
+        return cls(skipped, groups)
+
+    def select(self, obs_date: str, analysis_date: str) -> Selection:
+        """What `select_constituents` answers for these dates (InvalidDate for a bad one)."""
+        obs = normalise_date(obs_date)
+        analysis = normalise_date(analysis_date)
+        warnings: list[str] = []
+        if analysis < obs:
+            warnings.append(
+                f"the analysis date {analysis} is earlier than the observation date {obs}: "
+                "calibration released after the analysis date is not used"
+            )
+        warnings.extend(self.skipped)
+        chosen = []
+        for group, ranked in self.groups:
+            for valdate, subdate, evaldate, row in ranked:
+                if valdate <= obs and subdate <= analysis and (evaldate is None
+                                                               or evaldate >= obs):
+                    chosen.append(row)
+                    break
+            else:
+                warnings.append(
+                    f"no constituent of {group[0]}_{group[1]} is valid for observation date "
+                    f"{obs} and analysis date {analysis}: left out of the CIF"
+                )
+        return Selection(rows=chosen, warnings=warnings)
+
+
 def is_mif_candidate(row: Row, obs_date: str, analysis_date: str) -> bool:
     """cifbuild's rule as documented for a Master Index File: VALDATE <= observation date
     and SUBDATE <= analysis date; no EVALDATE test (see docs/cif.md)."""

@@ -11,6 +11,7 @@ same validators starts over, so bytes of two states of a file are never joined.
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import json
 import os
@@ -19,14 +20,16 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import xxhash
 
 from .atomic import fsync_folder, write_atomic
 from .errors import CacheError, FetchError
 from .layout import Layout, is_digest
-from .transport import Validators
+
+if TYPE_CHECKING:
+    from .transport import Validators
 
 CHUNK = 1 << 20
 HEADERS_MIN_FREE = 64 << 20  # headers are an accelerator: never kept once free space is lower
@@ -107,9 +110,14 @@ class BlobStore:
         return own
 
     def find(self, xxh3: str, size: int | None = None) -> Path | None:
-        """The blob's path (this cache's, else the site's) when it exists with that size.
-        Called for every row of every CIF build: one string join and one stat when the blob
-        is this cache's (pathlib joins were a warm build's largest Python cost)."""
+        """The blob's path (this cache's, else the site's) when it exists with that size."""
+        found = self.locate(xxh3, size)
+        return found if found is None or isinstance(found, Path) else Path(found)
+
+    def locate(self, xxh3: str, size: int | None = None) -> str | Path | None:
+        """`find`, the path as a string when the blob is this cache's. Called for every row
+        of every CIF build: one string join and one stat (pathlib joins were a warm build's
+        largest Python cost)."""
         if not is_digest(xxh3):
             return None
         own = f"{self._blob_root}{xxh3[:2]}/{xxh3}"
@@ -128,7 +136,7 @@ class BlobStore:
             return site if size is None or found == size else None
         except OSError as exc:  # a blob folder made unreadable (chmod 000), EIO, ESTALE
             raise _unreadable(Path(own), exc) from exc
-        return Path(own) if size is None or found == size else None
+        return own if size is None or found == size else None
 
     def has(self, xxh3: str, size: int | None = None) -> bool:
         """True when the blob exists (with the expected size, if given)."""
@@ -309,6 +317,8 @@ class PartialMeta:
             fields = (data["source"], data["url"], data.get("etag"), data.get("last_modified"))
             if not all(f is None or isinstance(f, str) for f in fields):
                 return None
+            from .transport import Validators  # (its module imports the listing parser)
+
             return cls(str(data["source"]), str(data["url"]), size,
                        Validators(data.get("etag"), data.get("last_modified"), size))
         except (ValueError, KeyError, TypeError):
@@ -439,7 +449,17 @@ def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
     return call
 
 
-SYNC_FILE_RANGE = _sync_file_range() if sys.platform.startswith("linux") else None
+@functools.cache
+def _writeback_call() -> Callable[[int, int, int, int], int] | None:
+    """sync_file_range(2), looked up on first use (ctypes and its library search are not a
+    warm CIF's business)."""
+    return _sync_file_range() if sys.platform.startswith("linux") else None
+
+
+def __getattr__(name: str) -> object:
+    if name == "SYNC_FILE_RANGE":  # (kept for callers: the function, or None)
+        return _writeback_call()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Writeback:
@@ -454,8 +474,9 @@ class Writeback:
 
     def advance(self, count: int) -> None:
         self.written += count
-        if SYNC_FILE_RANGE is not None and self.written - self.flushed >= WRITEBACK_STEP:
-            SYNC_FILE_RANGE(self.fd, self.flushed, self.written - self.flushed,
+        if self.written - self.flushed >= WRITEBACK_STEP and \
+                (call := _writeback_call()) is not None:
+            call(self.fd, self.flushed, self.written - self.flushed,
                             SYNC_FILE_RANGE_WRITE)
             self.flushed = self.written
 

@@ -110,3 +110,14 @@ def test_a_new_index_is_created_without_sqlite_utils(tmp_path: Path) -> None:
     assert (types["id"], types["name"], types["first_seen"]) == (int, str, float)
     assert {r["key"]: r["value"] for r in db["meta"].rows} == {
         "format_version": str(FORMAT_VERSION), "lock_protocol": str(LOCK_PROTOCOL)}
+
+
+def test_the_version_module_is_the_installed_packages() -> None:
+    """A CIF's CREATOR names `ccfcache.version.__version__` (read without importlib.metadata,
+    which a warm `ccfcache cif` does not import): it must be the installed version."""
+    from importlib.metadata import version
+
+    from ccfcache.cif import default_creator
+
+    assert ccfcache.__version__ == version("ccfcache")
+    assert default_creator() == f"ccfcache (ccfcache-{version('ccfcache')})"

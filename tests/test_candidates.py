@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ccfcache.index import Index
-from ccfcache.select import select_constituents
+from ccfcache.select import Ranking, select_constituents
 
 DATES = [f"20{y:02d}-06-01T00:00:00" for y in (0, 5, 10, 15, 20)]
 
@@ -92,6 +92,16 @@ def test_narrowed_rows_give_the_same_selection(index: Index, rows: list[dict], o
     want = select_constituents(everything, obs, anal, ignore_category=ignore)
     assert [r["id"] for r in got.rows] == [r["id"] for r in want.rows]
     assert sorted(got.warnings) == sorted(want.warnings)
+    # the ranking a repeated selection walks: every live row, same answer, same warnings
+    every = index.live_versions(category="XMMCCF", ignore_category=ignore,
+                                historical=historical)
+    assert [r["id"] for r in every] == [r["id"] for r in everything if ignore or r[
+        "category"] == "XMMCCF" or r["header_error"] is not None]  # the rule's own filter
+    ranked = Ranking.of(every, ignore_category=ignore).select(obs, anal)
+    assert [r["id"] for r in ranked.rows] == [r["id"] for r in want.rows]
+    assert sorted(ranked.warnings) == sorted(want.warnings)
+    assert ranked.warnings == select_constituents(every, obs, anal,
+                                                  ignore_category=ignore).warnings
 
 
 def test_a_warm_index_query_reads_one_group_row_not_every_version(index: Index) -> None:

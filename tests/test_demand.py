@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from ccfcache import Cache
 from ccfcache.config import write_config_file
-from ccfcache.demand import Rule, Walk
+from ccfcache.demand import Outline, Rule, Walk
 from ccfcache.demo.archive import Manifest, generate_archive
 from ccfcache.demo.server import ArchiveServer, esa_mounts
 from ccfcache.errors import SelectionError
@@ -100,6 +100,49 @@ def test_walk_goes_below_unreadable_headers_and_other_categories():
     assert not walk.resolved()
     walk.record(NAMES[0], [_version(NAMES[0])])
     assert walk.resolved() == {("XRT1", "XAREAEF")}
+
+
+_YEARS = [f"20{y:02d}-01-01T00:00:00" for y in (0, 5, 10, 15, 20)]
+
+
+@st.composite
+def _walk_inputs(draw: st.DrawFn) -> tuple:
+    """Listed names of two types (unread rows or not) and headers read of some of them:
+    valid or not, unreadable, of another category, or contradicting their names."""
+    names = sorted(draw(st.sets(st.builds(
+        "{}_{}_{:04d}.CCF".format, st.sampled_from(["XRT1", "EPN"]),
+        st.sampled_from(["XAREAEF", "CTI"]), st.integers(0, 6)), max_size=10)))
+    unread = {n: draw(st.integers(0, 2)) for n in names}
+    versions = []
+    for name in names:
+        for _ in range(draw(st.integers(0, 2))):
+            fields = {"valdate": draw(st.sampled_from(_YEARS)),
+                      "subdate": draw(st.sampled_from(_YEARS)),
+                      "evaldate": draw(st.sampled_from([None, "", *_YEARS])),
+                      "category": draw(st.sampled_from(["XMMCCF", "XMMCCF", "XMMOTHER"])),
+                      "header_error": draw(st.sampled_from([None] * 6 + ["not FITS"]))}
+            odd = draw(st.integers(0, 19))
+            if odd == 0:
+                fields["issue"] = 99  # the header's ISSUE is not the name's
+            elif odd == 1:
+                fields["typeid"] = "OTHER"  # the header names another type
+            versions.append(_version(name, **fields))
+    groups = draw(st.sampled_from([None, [("XRT1", "XAREAEF")], [("EPN", "CTI"), ("X", "Y")]]))
+    return names, unread, versions, groups
+
+
+@settings(max_examples=300, deadline=None)
+@given(_walk_inputs(), st.lists(st.tuples(st.sampled_from(_YEARS), st.sampled_from(_YEARS),
+                                          st.booleans()), min_size=1, max_size=4))
+def test_an_outline_answers_as_a_new_walk_for_any_dates(inputs, rules):
+    """A warm build asks the remembered `Outline` whether its dates need a header read: it
+    answers as a walk planned for those dates would (`to_read()` empty or not)."""
+    names, unread, versions, groups = inputs
+    outline = Outline.of(names, unread, versions)
+    for obs, anal, ignore in rules:
+        rule = Rule(obs, anal, "XMMCCF", ignore)
+        walk = Walk.plan(names, unread, versions, rule, groups=groups)
+        assert outline.needs_reading(rule, groups) == bool(walk.to_read())
 
 
 # -- against a full sync, for any dates --------------------------------------------------------

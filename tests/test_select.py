@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ccfcache.errors import InvalidDate
-from ccfcache.select import Selection, select_constituents
+from ccfcache.select import Ranking, Selection, select_constituents
 
 OBS = "2021-03-10T00:21:11"
 NOW = "2021-03-25T09:56:39"
@@ -271,3 +271,22 @@ def test_matches_brute_force_oracle(
     group_warnings = [w for w in selection.warnings if w.startswith("no constituent of")]
     assert len(group_warnings) == len(missing)
     assert (analysis < obs) == any("earlier than" in w for w in selection.warnings)
+
+
+@settings(max_examples=300, deadline=None)
+@given(index_rows(), st.lists(st.tuples(st.sampled_from(DATES), st.sampled_from(DATES)),
+                              min_size=1, max_size=4), st.booleans())
+def test_a_ranking_answers_as_the_rule_for_any_dates(
+    rows: list[dict], dates: list[tuple[str, str]], ignore: bool
+) -> None:
+    """`Ranking` (prepared once, then asked for several dates) gives the rule's rows, in
+    order, and its warnings, in order, whatever the dates."""
+    rows = [dict(r, header_error="no END card") if r["content_id"] % 7 == 3 else r
+            for r in rows]
+    ranking = Ranking.of(rows, ignore_category=ignore)
+    for obs, analysis in dates:
+        got = ranking.select(obs, analysis)
+        want = select_constituents(rows, obs, analysis, ignore_category=ignore)
+        assert [r["content_id"] for r in got.rows] == [r["content_id"] for r in want.rows]
+        assert all(a is b for a, b in zip(got.rows, want.rows, strict=True))
+        assert got.warnings == want.warnings
