@@ -1,5 +1,6 @@
 """The `ccfcache` console script: answers a warm `ccfcache path NAME...` with the standard
-library alone, and hands everything else to the typer CLI."""
+library alone, runs a plain `ccfcache cif` without the typer parser, and hands everything
+else to the typer CLI."""
 
 from __future__ import annotations
 
@@ -45,9 +46,74 @@ def _fast_path(argv: list[str]) -> int | None:
     return 0
 
 
+# `ccfcache cif` options a pipeline passes: option -> (keyword of cli.cifs.cif, takes a value)
+_CIF_OPTIONS = {
+    "--obs-date": ("obs_date", True), "--analysis-date": ("analysis_date", True),
+    "-o": ("output", True), "--output": ("output", True), "--cache-dir": ("cache_dir", True),
+    "--category": ("category", True), "--fullpath": ("fullpath", False),
+    "--historical": ("historical", False), "--pin": ("pin", False),
+}
+_PATHS = ("output", "cache_dir")
+
+
+def _cif_arguments(argv: list[str]) -> dict[str, object] | None:
+    """The keyword arguments typer would pass to `cli.cifs.cif` for `cif` followed by the
+    options above, each at most once, values neither empty nor starting with '-'; None for
+    anything else (other options, --help, repeats, positionals): the typer CLI parses it."""
+    if not argv or argv[0] != "cif":
+        return None
+    found: dict[str, object] = {}
+    rest = argv[1:]
+    while rest:
+        token = rest.pop(0)
+        option, equals, value = token.partition("=")
+        spec = _CIF_OPTIONS.get(option if token.startswith("--") else token)
+        if spec is None:
+            return None
+        key, takes_value = spec
+        if takes_value and not equals:
+            if not rest:
+                return None
+            value = rest.pop(0)
+        if key in found or (takes_value and (not value or value.startswith("-"))) or (
+                not takes_value and equals):
+            return None
+        found[key] = value if takes_value else True
+    for key in _PATHS:
+        if key in found:
+            from pathlib import Path
+
+            found[key] = Path(str(found[key]))
+    return found
+
+
+def _fast_cif(argv: list[str]) -> int | None:
+    """Run `ccfcache cif` with plain options (`_cif_arguments`) as the typer CLI would: the
+    same command function, its output and exit statuses, without click's parsing and the
+    pydantic validation typer builds for every option (most of a warm CIF's start-up)."""
+    arguments = _cif_arguments(argv)
+    if arguments is None:
+        return None
+    import typer
+
+    from .cli.cifs import cif
+    from .cli.common import EXIT_INTERRUPTED
+
+    try:
+        cif(**arguments)  # type: ignore[arg-type]
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("ccfcache: error: interrupted", err=True)
+        return EXIT_INTERRUPTED
+    return 0
+
+
 def main() -> None:
     """Entry point of the console script."""
     code = _fast_path(sys.argv[1:])
+    if code is None:
+        code = _fast_cif(sys.argv[1:])
     if code is not None:
         raise SystemExit(code)
     from .cli import run

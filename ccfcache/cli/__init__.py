@@ -16,6 +16,21 @@ Adding a command: put the function in a module here (a new one for a new group, 
 docs/cli.md.
 """
 
-from .app import app, command_names, run
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["app", "command_names", "run"]
+
+
+def __getattr__(name: str) -> Any:
+    """`app`, `command_names` and `run`, imported on first use: `ccfcache cif` imports its
+    own command module (`cli.cifs`) without the app and every other command's."""
+    if name in __all__:
+        import importlib
+
+        module = importlib.import_module(f"{__name__}.app")  # (binds `app` to the module:
+        globals().update(app=module.app, command_names=module.command_names,
+                         run=module.run)  # then to the typer app, as before)
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
