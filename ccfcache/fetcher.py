@@ -6,9 +6,10 @@ from __future__ import annotations
 import email.utils
 import random
 import sys
+import threading
 import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,17 +20,18 @@ from .cancel import downloading, pause, stop_downloads
 from .config import missing_offline, offline
 from .download import download
 from .errors import CcfCacheError, FetchError, OfflineError
-from .index import MIF_DIGEST_PREFIX, Index
-from .locks import content_key, content_lock
+from .index import MIF_DIGEST_PREFIX, DownloadRecord, Index
+from .locks import FileLock, content_key, content_lock
 from .progress import NullProgress, Progress
 from .routes import BOOK, rank_routes
-from .rows import FetchedUnder, Version
+from .rows import FetchedUnder, ListingSource, Version
 from .sources import Source
 from .store import BlobInfo, BlobStore, StreamHasher
 from .transport import Validators
 
 LOCK_POLL_S = (0.05, 1.0)
 WAIT_NOTE_S = 5.0  # a process waiting on another's download says so this often
+RECORD_GAP_S = 0.1  # the least time between two commits of download records (reads go between)
 
 
 def _say_waiting(name: str, lock: Path, waited: float) -> None:
@@ -176,25 +178,42 @@ class Fetcher:
 
     def _fetch_all(self, missing: list[Version], paths: dict[int, Path],
                    failures: dict[int, str], exact: bool = False) -> None:
-        """Fetch `missing` in parallel. An interrupt (KeyboardInterrupt in the calling thread,
-        e.g. Ctrl-C in a program using the API) cancels the queued downloads, stops the
-        running ones (their partials stay, resumable) and releases the locks, then goes on."""
+        """Fetch `missing` in parallel; their index records are committed by a `_Recorder`
+        while the download threads go on. An interrupt (KeyboardInterrupt in the calling
+        thread, e.g. Ctrl-C in a program using the API) cancels the queued downloads, stops
+        the running ones (their partials stay, resumable), commits the records of those
+        already published and releases the locks, then goes on."""
+        recorder = _Recorder(self.index)
         pool = ThreadPoolExecutor(max_workers=max(1, min(self.workers, len(missing))))
-        futures = {pool.submit(self.fetch_one, v, exact=exact): v for v in missing}
+        futures = {pool.submit(self._fetch, v, exact=exact, recorder=recorder): v
+                   for v in missing}
+        recorded: dict[Future[Path], Version] = {}
         try:
             for future in as_completed(futures):
                 version = futures[future]
                 try:
-                    paths[version.id] = future.result()
+                    got = future.result()
                 except CcfCacheError as exc:
                     failures[version.id] = str(exc)
+                else:
+                    if isinstance(got, Future):
+                        recorded[got] = version
+                    else:
+                        paths[version.id] = got
                 self.progress.advance(int(version.size))
         except BaseException as exc:
             pool.shutdown(wait=False, cancel_futures=True)
             if isinstance(exc, KeyboardInterrupt):
                 stop_downloads(f for f in futures if not f.done())
+            recorder.close()
             raise
         pool.shutdown(wait=True)
+        recorder.close()
+        for record, version in recorded.items():
+            try:
+                paths[version.id] = record.result()
+            except CcfCacheError as exc:
+                failures[version.id] = str(exc)
 
     def _touch(self, versions: list[Version]) -> None:
         """Record a use (for prune's LRU), at most once per TOUCH_INTERVAL_S per version: a
@@ -205,14 +224,23 @@ class Fetcher:
         """Fetch one version, waiting for another process that is already fetching it. With
         `repair`, the stored blob is not trusted: a fresh download, verified
         against the known hash, replaces it atomically (the damaged file stays until then)."""
+        got = self._fetch(version, repair=repair, exact=exact)
+        assert isinstance(got, Path)  # no recorder: recorded before it returns
+        return got
+
+    def _fetch(self, version: Version, *, repair: bool = False, exact: bool = False,
+               recorder: _Recorder | None = None) -> Path | Future[Path]:
+        """`fetch_one`; with a `recorder`, a download's index record and content lock are
+        handed to it, and the path comes as a Future that ends once the record is
+        committed."""
         if version.header_error:
             raise FetchError(f"{version.name}: {version.header_error}")
         lock = content_lock(self.store.layout.locks, version)
         delay = LOCK_POLL_S[0]
         waiting_since = time.monotonic()
         said = waiting_since
+        current = version  # as the caller read it: read again after each wait
         while True:
-            current = self.index.version(version.id)
             path = None if repair else self.local_path(current)
             if path is not None:
                 return path
@@ -223,19 +251,30 @@ class Fetcher:
                 _say_waiting(version["name"], lock.path, said - waiting_since)
             pause(delay * (0.5 + random.random()))  # an interrupt ends the wait
             delay = min(delay * 1.5, LOCK_POLL_S[1])
-        try:
             current = self.index.version(version.id)
+        handed = False
+        try:
+            current, routes = self.index.version_routes(version.id)
             path = None if repair else self.local_path(current)
             if path is not None:
                 return path
-            return self._download(current, repair=repair, exact=exact)
+            info, fetched = self._download(current, routes, repair=repair, exact=exact)
+            if recorder is not None and (current.xxh3 is None or info.xxh3 == current.xxh3):
+                handed = True
+                return recorder.submit((current.id, info.xxh3, info.md5, info.size,
+                                        time.time(), fetched), lock,
+                                       self.store.path(info.xxh3))
+            self._record(current, info, fetched)
+            return self.store.path(info.xxh3)
         finally:
-            lock.release()
+            if not handed:
+                lock.release()
 
-    def _download(self, version: Version, *, repair: bool = False, exact: bool = False
-                  ) -> Path:
+    def _download(self, version: Version, rows: list[ListingSource], *, repair: bool = False,
+                  exact: bool = False) -> tuple[BlobInfo, FetchedUnder]:
+        """Download and publish a version's bytes from the first of its routes (`rows`) that
+        gives them; what they turned out to be and where they came from (not recorded)."""
         name = version.name
-        rows = self.index.download_routes(version.id)
         usable = [(r.source, r.etag, r.href or name) for r in rows if r.source in self.sources]
         if not usable:
             raise FetchError(
@@ -281,9 +320,7 @@ class Fetcher:
                 errors.append(str(exc))
                 continue
             BOOK.success(url, size, time.monotonic() - started)
-            self._record(version, info, FetchedUnder(url, got.etag, got.last_modified,
-                                                     time.time()))
-            return self.store.path(info.xxh3)
+            return info, FetchedUnder(url, got.etag, got.last_modified, time.time())
         raise FetchError(errors[-1] if len(errors) == 1 else "; ".join(errors))
 
     def _record(self, version: Version, info: BlobInfo, fetched: FetchedUnder) -> None:
@@ -294,3 +331,69 @@ class Fetcher:
             return
         self.index.record_download(version.id, info.xxh3, info.md5, info.size, time.time(),
                                    fetched)
+
+
+class _Recorder:
+    """Commits the index records of one `fetch_many`'s downloads in a thread of its own: a
+    download thread goes on to its next file instead of waiting for the index (whose commits
+    wait for the disk several times, `synchronous = FULL`); records that arrive together are
+    committed together. A content's lock is released once its record is committed, so
+    another process never finds the blob published but not recorded while it waits."""
+
+    def __init__(self, index: Index) -> None:
+        self._index = index
+        self._pending: list[tuple[DownloadRecord, FileLock, Path, Future[Path]]] = []
+        self._wake = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="ccfcache-recorder",
+                                        daemon=True)
+        self._thread.start()
+
+    def submit(self, record: DownloadRecord, lock: FileLock, path: Path) -> Future[Path]:
+        """Commit `record`, then release `lock`; the Future gives `path`, or the error."""
+        future: Future[Path] = Future()
+        item = (record, lock, path, future)
+        with self._wake:
+            if not self._closed:
+                self._pending.append(item)
+                self._wake.notify()
+                return future
+        self._commit([item])  # a download that ended after an interrupt closed the recorder
+        return future
+
+    def close(self) -> None:
+        """Commit every record submitted, release their locks, and stop."""
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._pending and not self._closed:
+                    self._wake.wait()
+                batch, self._pending = self._pending, []
+            if not batch:
+                return
+            self._commit(batch)
+            resume = time.monotonic() + RECORD_GAP_S  # the connection is the readers' a while
+            with self._wake:
+                while not self._closed and (left := resume - time.monotonic()) > 0:
+                    self._wake.wait(left)
+
+    def _commit(self, batch: list[tuple[DownloadRecord, FileLock, Path, Future[Path]]]
+                ) -> None:
+        try:
+            errors = self._index.record_downloads([record for record, *_ in batch])
+        except BaseException as exc:  # noqa: BLE001 - handed to each waiting caller
+            errors = [exc] * len(batch)
+        for (_, lock, path, future), error in zip(batch, errors, strict=True):
+            try:
+                lock.release()
+            except OSError:
+                pass  # a lock file that cannot be removed is found stale by its heartbeat
+            if error is None:
+                future.set_result(path)
+            else:
+                future.set_exception(error)

@@ -147,14 +147,21 @@ class GroupCommit:
 
     def commit(self, statements: Callable[[], None]) -> None:
         """Run `statements` in a committed transaction, shared with other threads' waiting."""
-        work = _Work(statements)
+        error = self.commit_all([statements])[0]
+        if error is not None:
+            raise error
+
+    def commit_all(self, statements: list[Callable[[], None]]) -> list[BaseException | None]:
+        """Run each of `statements` in a committed transaction (together, and with other
+        threads' waiting); return what each raised, None for those committed. One item's
+        failure is not the others'."""
+        works = [_Work(item) for item in statements]
         with self._ready:
-            self._pending.append(work)
-            while not work.done and self._leading:
+            self._pending.extend(works)
+            while not all(work.done for work in works) and self._leading:
                 self._ready.wait()
-            if work.done:
-                work.raise_error()
-                return
+            if all(work.done for work in works):
+                return [work.error for work in works]
             self._leading = True  # this thread commits everything pending, its own included
             batch, self._pending = self._pending, []
         try:
@@ -163,7 +170,7 @@ class GroupCommit:
             with self._ready:
                 self._leading = False
                 self._ready.notify_all()
-        work.raise_error()
+        return [work.error for work in works]
 
     def _run(self, batch: list[_Work]) -> None:
         try:
@@ -192,6 +199,10 @@ class GroupCommit:
             item.done = True
 
 
+# `record_download`'s arguments: version id, xxh3, md5, size, when, where from
+DownloadRecord = tuple[int, str, str, int, float, FetchedUnder]
+
+
 class _Work:
     """One thread's statements in a group commit, and how that commit ended."""
 
@@ -202,9 +213,6 @@ class _Work:
         self.done = False
         self.error: BaseException | None = None
 
-    def raise_error(self) -> None:
-        if self.error is not None:
-            raise self.error
 
 _TEXT, _INT, _REAL = "TEXT", "INTEGER", "REAL"
 _TABLES: tuple[tuple[str, dict[str, str], tuple[str, ...]], ...] = (
@@ -251,7 +259,10 @@ class Index:
         self.path = Path(path)
         self.readonly = readonly
         self._lock = threading.RLock()  # one connection, shared by fetch threads
-        self._downloads = GroupCommit(self._writing)  # downloads finishing together commit once
+        # downloads finishing together commit once, on a connection of their own
+        self._downloads = GroupCommit(self._recording)
+        self._records: sqlite3.Connection | None = None
+        self._records_lock = threading.Lock()
         # the identity of the file this connection opened, to tell a moved-aside index
         # (doctor --rebuild): taken before and after connecting, so that an index replaced in
         # between is not mistaken for the one the connection holds
@@ -310,8 +321,10 @@ class Index:
         return bool(rows) and "WHERE" in str(rows[0]["sql"] or "").upper()
 
     def close(self) -> None:
-        """Close the connection."""
+        """Close the connections."""
         self.conn.close()
+        if self._records is not None:
+            self._records.close()
 
     # -- transactions ---------------------------------------------------------------------
     @contextmanager
@@ -324,19 +337,39 @@ class Index:
     @contextmanager
     def _writing(self) -> Iterator[None]:
         """A short write transaction on the plain connection (no sqlite-utils import)."""
+        self._refuse_readonly()
+        with self._lock:
+            yield from self._transaction(self.conn)
+
+    @contextmanager
+    def _recording(self) -> Iterator[None]:
+        """A write transaction of download records, on a connection of their own: while it
+        waits (for the disk, or for another process's write), the reads of download threads
+        on the main connection go on."""
+        self._refuse_readonly()
+        with self._records_lock:
+            if self._records is None:
+                records = connect(self.path)
+                if self._identity is not None and _file_identity(self.path) != self._identity:
+                    records.close()  # never record a download in another (rebuilt) index
+                    raise CacheError(
+                        f"the index {self.path} was replaced while this command ran (by "
+                        "`ccfcache doctor --rebuild`?); run the command again")
+                self._records = records
+            yield from self._transaction(self._records)
+
+    def _refuse_readonly(self) -> None:
         if self.readonly:
             raise CacheError(
                 f"the cache folder {self.path.parent} is read-only for you; use it as a site "
                 f"cache (CCFCACHE_SITE_DIR={self.path.parent}) under a personal --cache-dir"
             )
-        with self._lock:
-            yield from self._transaction()
 
-    def _transaction(self) -> Iterator[None]:
+    def _transaction(self, conn: sqlite3.Connection) -> Iterator[None]:
         delay = 0.05
         for attempt in range(WRITE_RETRIES):
             try:
-                self.conn.execute("BEGIN IMMEDIATE")
+                conn.execute("BEGIN IMMEDIATE")
                 break
             except sqlite3.OperationalError as exc:
                 self._raise_if_replaced(exc)
@@ -347,7 +380,7 @@ class Index:
         try:
             yield None
         except sqlite3.OperationalError as exc:
-            self._rollback()
+            self._rollback(conn)
             self._raise_if_replaced(exc)
             if _is_busy(exc):  # a statement needed a lock it could not get in BUSY_TIMEOUT_S
                 raise CacheError(
@@ -357,10 +390,10 @@ class Index:
                 f"cannot write the index {self.path}: {exc}; is the cache folder writable?"
             ) from exc
         except BaseException:
-            self._rollback()
+            self._rollback(conn)
             raise
         else:
-            self._commit()
+            self._commit(conn)
 
     def _raise_if_replaced(self, exc: sqlite3.Error) -> None:
         """A clear error when the index file was moved aside under this connection (`ccfcache
@@ -371,21 +404,21 @@ class Index:
                 "doctor --rebuild`?); nothing was written: run the command again"
             ) from exc
 
-    def _rollback(self) -> None:
+    def _rollback(self, conn: sqlite3.Connection) -> None:
         try:
-            self.conn.execute("ROLLBACK")
+            conn.execute("ROLLBACK")
         except sqlite3.OperationalError:
             pass  # no transaction open any more
 
-    def _commit(self) -> None:
+    def _commit(self, conn: sqlite3.Connection) -> None:
         delay = 0.05
         for attempt in range(WRITE_RETRIES):
             try:
-                self.conn.execute("COMMIT")
+                conn.execute("COMMIT")
                 return
             except sqlite3.OperationalError as exc:
                 if not _is_busy(exc) or attempt == WRITE_RETRIES - 1:
-                    self._rollback()
+                    self._rollback(conn)
                     self._raise_if_replaced(exc)
                     raise CacheError(f"cannot commit to the index {self.path}: {exc}") from exc
                 time.sleep(delay)
@@ -654,6 +687,12 @@ class Index:
                               "WHERE version_id = ? ORDER BY source", (version_id,))
         return [ListingSource(r["source"], r["etag"], r["href"]) for r in rows]
 
+    def version_routes(self, version_id: int) -> tuple[Version, list[ListingSource]]:
+        """One version by id and its download routes, read together: one wait for the
+        connection, which download threads share with the commits of other downloads."""
+        with self._lock:
+            return self.version(version_id), self.download_routes(version_id)
+
     # -- fetch bookkeeping ----------------------------------------------------------------
     def learn_content(self, version_id: int, xxh3: str, md5: str | None) -> None:
         """Record the hashes of a version whose bytes were found elsewhere (a site cache),
@@ -687,22 +726,31 @@ class Index:
         self._downloads.commit(
             lambda: self._record_download(version_id, xxh3, md5, size, now, fetched))
 
+    def record_downloads(self, records: list[DownloadRecord]) -> list[BaseException | None]:
+        """`record_download` of many versions, committed together (one record that fails is
+        tried alone and fails alone); returns each record's error, None when committed."""
+        return self._downloads.commit_all(
+            [functools.partial(self._record_download, *record) for record in records])
+
     def _record_download(self, version_id: int, xxh3: str, md5: str, size: int, now: float,
                          fetched: FetchedUnder) -> None:
-        """`record_download`'s statements, inside a (group) transaction."""
-        self.conn.execute(
+        """`record_download`'s statements, inside a (group) transaction of `_recording`."""
+        conn = self._records
+        assert conn is not None  # opened by `_recording`
+        conn.execute(
             "UPDATE versions SET xxh3 = NULL WHERE name = (SELECT name FROM versions "
             "WHERE id = ?) AND xxh3 = ? AND id != ? AND header_digest LIKE ?",
             (version_id, xxh3, version_id, MIF_DIGEST_PREFIX + "%"))
-        self.conn.execute(
+        conn.execute(
             "UPDATE versions SET xxh3 = ?, md5 = ?, last_used = ?, fetched_source = ?, "
             "fetched_etag = ?, fetched_last_modified = ?, fetched_at = ? WHERE id = ?",
             (xxh3, md5, now, fetched.source, fetched.etag, fetched.last_modified,
              fetched.at, version_id))
-        self._record_blob(xxh3, size, md5, now)
+        self._record_blob(xxh3, size, md5, now, conn)
 
-    def _record_blob(self, xxh3: str, size: int, md5: str, now: float) -> None:
-        self.conn.execute(
+    def _record_blob(self, xxh3: str, size: int, md5: str, now: float,
+                     conn: sqlite3.Connection | None = None) -> None:
+        (conn or self.conn).execute(
             "INSERT INTO blobs (xxh3, size, md5, stored_at, last_used) VALUES (?, ?, ?, ?, ?)"
             " ON CONFLICT(xxh3) DO UPDATE SET last_used = excluded.last_used",
             (xxh3, size, md5, now, now))

@@ -102,3 +102,15 @@ def test_an_error_reaches_a_lone_writer(tmp_path: Path) -> None:
     with pytest.raises(sqlite3.IntegrityError):
         group.commit(lambda: table.insert(1))
     assert table.rows() == [1]
+
+
+def test_commit_all_commits_together_and_fails_alone(tmp_path: Path) -> None:
+    table = Table(tmp_path / "t.sqlite")
+    table.insert(3)
+    group = GroupCommit(table.transaction)
+    errors = group.commit_all([lambda n=n: table.insert(n) for n in range(1, 5)])
+    assert [type(e) if e else None for e in errors] == [None, None, sqlite3.IntegrityError,
+                                                        None]
+    assert table.rows() == [1, 2, 3, 4]
+    assert group.commit_all([lambda: table.insert(5), lambda: table.insert(6)]) == [None, None]
+    assert table.commits == 4  # the failed batch, the three alone, then one for 5 and 6
