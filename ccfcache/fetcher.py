@@ -31,7 +31,7 @@ from .transport import Validators
 
 LOCK_POLL_S = (0.05, 1.0)
 WAIT_NOTE_S = 5.0  # a process waiting on another's download says so this often
-RECORD_GAP_S = 0.1  # the least time between two commits of download records (reads go between)
+RECORD_GAP_S = 0.5  # the least time between two commits of download records (reads go between)
 
 
 def _say_waiting(name: str, lock: Path, waited: float) -> None:
