@@ -109,10 +109,21 @@ def _fast_cif(argv: list[str]) -> int | None:
     return 0
 
 
+def _skip_httpx_command_line() -> None:
+    """The ccfcache command never runs httpx's own command line, whose module (`httpx._main`,
+    imported by `import httpx` when click and rich are installed, as typer installs them)
+    imports pygments' lexers and rich's syntax, table and progress: ~0.1 CPU-s of every
+    command that downloads. Without it httpx defines a stub `main`, as it does when its `cli`
+    extra is not installed. Only in this process, whose code is ours: the library never
+    does this to a program that imports it."""
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
+
 def main() -> None:
     """Entry point of the console script."""
     code = _fast_path(sys.argv[1:])
     if code is None:
+        _skip_httpx_command_line()
         code = _fast_cif(sys.argv[1:])
     if code is not None:
         raise SystemExit(code)

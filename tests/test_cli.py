@@ -71,6 +71,20 @@ def test_warm_path_by_subprocess_skips_typer(cli_cache, archive):
     assert Path(out.splitlines()[0]).stat().st_size == archive.entries[XRT3].size
 
 
+def test_fetch_by_subprocess_skips_httpx_command_line(cli_cache, archive):
+    # the console script imports httpx without httpx._main (click, rich.syntax, pygments)
+    env = {**os.environ, "CCFCACHE_DIR": str(cli_cache)}
+    code = ("import sys; from ccfcache.entry import main\n"
+            "try:\n    main()\nexcept SystemExit as e:\n"
+            "    print('loaded:', [m for m in ('httpx', 'httpx._main', 'pygments')"
+            " if sys.modules.get(m)])\n    raise")
+    out = subprocess.run([sys.executable, "-c", code, "fetch", XRT3], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    assert "loaded: ['httpx']" in out
+    path = Path(out.splitlines()[0].split("\t")[1])
+    assert path.stat().st_size == archive.entries[XRT3].size
+
+
 def test_cif_and_env_and_cifs(cli_cache, tmp_path):
     out = tmp_path / "ccf.cif"
     result = run("cif", "--cache-dir", str(cli_cache), "--obs-date", "2021-03-10T00:21:11",
