@@ -5,6 +5,7 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import http.client
+import os
 import re
 import subprocess
 import sys
@@ -346,3 +347,85 @@ def test_command_line(archive: Manifest) -> None:
         process.wait(timeout=10)
         if process.stdout is not None:
             process.stdout.close()
+
+
+def _listing_tag(client: httpx.Client, url: str, tag: str | None = None) -> tuple[int, str]:
+    """(status, ETag) of a listing asked with If-None-Match `tag` (plainly without)."""
+    headers = {"If-None-Match": tag} if tag else {}
+    response = client.get(url, headers=headers)
+    return response.status_code, response.headers["etag"]
+
+
+def _age_folder(folder: Path) -> None:
+    """Date the folder two seconds back (as one not changed within the last second)."""
+    stamp = time.time() - 2
+    os.utime(folder, (stamp, stamp))
+
+
+@pytest.mark.parametrize("change", ["add", "remove", "replace"])
+def test_directory_validators_follow_the_folder_as_apache_does(tmp_path: Path,
+                                                               client: httpx.Client,
+                                                               change: str) -> None:
+    """Apache's TrackModified: the listing's ETag and Last-Modified come from the folder's own
+    stat (one stat decides a 304, none per file); adding, removing or replacing a file by
+    rename (as rsync publishes) gives a new ETag and a whole page. Fails without the change:
+    the 304 stat'ed every file (the tag was not the folder's)."""
+    folder = tmp_path / "ccf"
+    folder.mkdir()
+    for number in range(3):
+        (folder / f"EMOS1_FWC_000{number}.CCF").write_bytes(b"x" * (100 + number))
+    _age_folder(folder)
+    with ArchiveServer({"/ccf/": folder}) as running:
+        url = running.url("/ccf/")
+        status, tag = _listing_tag(client, url)
+        info = folder.stat()
+        assert status == 200
+        assert tag.startswith(f'"{info.st_size:x}-{info.st_mtime_ns // 1000:x}-')
+        assert client.get(url).headers["last-modified"] == email.utils.formatdate(
+            info.st_mtime, usegmt=True)
+        assert _listing_tag(client, url, tag) == (304, tag)
+        if change == "add":
+            (folder / "EMOS1_FWC_0009.CCF").write_bytes(b"new")
+        elif change == "remove":
+            (folder / "EMOS1_FWC_0001.CCF").unlink()
+        else:
+            (folder / ".new").write_bytes(b"y" * 101)
+            os.replace(folder / ".new", folder / "EMOS1_FWC_0001.CCF")
+        status, again = _listing_tag(client, url, tag)
+        assert status == 200 and again != tag
+        _age_folder(folder)
+        status, aged = _listing_tag(client, url, again)
+        assert status == 200  # the folder's mtime changed: a new tag, the same page
+        assert _listing_tag(client, url, aged) == (304, aged)
+
+
+def test_in_place_rewrites_show_only_in_entries_validators(tmp_path: Path,
+                                                          client: httpx.Client) -> None:
+    """A file rewritten in place leaves its folder's stat alone: Apache's directory validators
+    answer 304 (as Apache does), the "entries" validators a new page. A folder changed within
+    the last second is judged by its entries even in directory mode (it could change again
+    within the same clock tick and keep its mtime)."""
+    folder = tmp_path / "ccf"
+    folder.mkdir()
+    target = folder / "EMOS1_FWC_0001.CCF"
+    target.write_bytes(b"x" * 100)
+    with ArchiveServer({"/ccf/": folder}) as apache, \
+            ArchiveServer({"/ccf/": folder}, listing_validators="entries") as entries:
+        # changed within the last second: the tag names the entries too
+        status, recent = _listing_tag(client, apache.url("/ccf/"))
+        assert status == 200 and recent.count("-") == 3
+        target.write_bytes(b"x" * 200)
+        status, changed = _listing_tag(client, apache.url("/ccf/"), recent)
+        assert status == 200 and changed != recent
+        _age_folder(folder)
+        tags = {}
+        for running in (apache, entries):
+            status, tags[running] = _listing_tag(client, running.url("/ccf/"))
+            assert tags[running].count("-") == (2 if running is apache else 0)
+        stamp = target.stat().st_mtime + 3600
+        target.write_bytes(b"x" * 300)
+        os.utime(target, (stamp, stamp))
+        assert _listing_tag(client, apache.url("/ccf/"), tags[apache])[0] == 304
+        assert _listing_tag(client, entries.url("/ccf/"), tags[entries])[0] == 200
+    with pytest.raises(ValueError, match="listing_validators"):
+        ArchiveServer({"/ccf/": folder}, listing_validators="files")

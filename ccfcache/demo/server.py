@@ -105,6 +105,10 @@ def _etag(stat: os.stat_result) -> str:
     return f'"{stat.st_size:x}-{stat.st_mtime_ns // 1000:x}"'
 
 
+def _short_hash(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()[:16]
+
+
 def _parse_range(header: str, size: int) -> tuple[int, int] | None | str:
     """(first, last) for one `bytes=` range, None to ignore it, 'unsatisfiable' for a 416."""
     unit, _, spec = header.partition("=")
@@ -218,6 +222,9 @@ def render_listing(
 
 LISTING_STYLES = ("table", "pre", "plain", "nginx", "lighttpd", "caddy", "iis", "python")
 HREF_FORMS = ("relative", "dot", "absolute", "url")
+# how a listing's ETag and Last-Modified are made: from the folder's own stat, as Apache's
+# TrackModified ("directory"), or from every entry's name, size and date ("entries")
+LISTING_VALIDATORS = ("directory", "entries")
 _STYLE_HREF = {"caddy": "dot", "iis": "absolute"}  # how each server writes its links
 
 
@@ -543,6 +550,34 @@ class _Handler(BaseHTTPRequestHandler):
     def _listing(
         self, path: str, folder: Path, query: str, faults: dict[str, Fault], *, head: bool
     ) -> None:
+        owner = self.server.owner
+        host = self.headers.get("Host") or f"{owner.host}:{owner.port}"
+        # a page served whole as rendered can be answered 304 before it is rendered (100,000
+        # rows); a faulty page is judged by its own bytes
+        plain = not {"listing_html", "garbage_listing", "truncated_listing", "endless_listing",
+                     "empty_listing"} & set(faults)
+        options = repr((path, owner.listing_style, query, owner.href_form, host))
+        validators = owner.listing_validators
+        judged_by_entries = False
+        if plain and validators == "directory":
+            # Apache's mod_autoindex with `IndexOptions TrackModified`: Last-Modified and ETag
+            # of the directory's own stat (`ap_update_mtime(r, r->finfo.mtime)`,
+            # `ap_set_etag(r)`: "size-mtime" in hex, mtime in microseconds), whatever the
+            # files hold: one stat decides a 304. Adding, removing or renaming a file (a
+            # publisher's write-then-rename) changes the directory; a file rewritten in
+            # place does not (Apache documents that too). The page's options are added, as
+            # this server's pages differ by them.
+            info = folder.stat()
+            newest = info.st_mtime
+            etag = _etag(info)[:-1] + "-" + _short_hash(options.encode("utf-8")) + '"'
+            # A directory changed within the last second may change again within the same
+            # clock tick and keep its mtime (Apache sends such an ETag weak): its tag then
+            # also names the entries ("...-ENTRIES"), and such a tag is judged by them.
+            asked = self.headers.get("If-None-Match") or ""
+            judged_by_entries = f"{etag[:-1]}-" in asked or time.time() - newest < 1.0
+            if not judged_by_entries and self._not_modified(etag, newest):
+                self._send_not_modified(path, etag, newest)
+                return
         entries: list[tuple[str, float, int | None]] = []
         if "empty_listing" not in faults:
             with os.scandir(folder) as scan:
@@ -552,19 +587,15 @@ class _Handler(BaseHTTPRequestHandler):
                         entries.append((child.name + "/", stat.st_mtime, None))
                     else:
                         entries.append((child.name, stat.st_mtime, stat.st_size))
-        owner = self.server.owner
-        host = self.headers.get("Host") or f"{owner.host}:{owner.port}"
-        newest = max([folder.stat().st_mtime] + [mtime for _, mtime, _ in entries])
-        # conditional GET, as Apache does for a static page: an ETag of the page, the newest
-        # mtime as Last-Modified; a matching If-None-Match (or a fresh If-Modified-Since) is
-        # 304. The ETag of a plain listing hashes what the page is made of (every entry and
-        # the page's options), so that a 304 does not render a page of 100,000 rows first.
-        plain = not {"listing_html", "garbage_listing", "truncated_listing",
-                     "endless_listing"} & set(faults)
-        if plain:
-            made_of = repr((sorted(entries), path, owner.listing_style, query,
-                            owner.href_form, host)).encode("utf-8")
-            etag = '"' + hashlib.md5(made_of, usedforsecurity=False).hexdigest()[:16] + '"'
+        if plain and (validators == "entries" or judged_by_entries):
+            # every entry counts: a file rewritten in place (new size or date) changes the
+            # validators too, which Apache does not see (a stat per file at each request)
+            made_of = _short_hash(repr((sorted(entries), options)).encode("utf-8"))
+            if validators == "entries":
+                newest = max([folder.stat().st_mtime] + [mtime for _, mtime, _ in entries])
+                etag = f'"{made_of}"'
+            else:
+                etag = f'{etag[:-1]}-{made_of}"'
             if self._not_modified(etag, newest):
                 self._send_not_modified(path, etag, newest)
                 return
@@ -581,7 +612,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._endless(body, int(faults["endless_listing"].params.get("limit", 256 << 20)))
             return
         if not plain:
-            etag = '"' + hashlib.md5(body, usedforsecurity=False).hexdigest()[:16] + '"'
+            newest = max([folder.stat().st_mtime] + [mtime for _, mtime, _ in entries])
+            etag = '"' + _short_hash(body) + '"'
             if self._not_modified(etag, newest):
                 self._send_not_modified(path, etag, newest)
                 return
@@ -733,12 +765,17 @@ class ArchiveServer:
     def __init__(
         self, mounts: dict[str, Path], *, host: str = "127.0.0.1", port: int = 0,
         listing_style: str = "table", chunk_size: int = CHUNK, href_form: str | None = None,
+        listing_validators: str = "directory",
     ) -> None:
         if listing_style not in LISTING_STYLES:
             raise ValueError(f"listing_style must be in {LISTING_STYLES}, not {listing_style!r}")
         if href_form not in (None, *HREF_FORMS):
             raise ValueError(f"href_form must be one of {HREF_FORMS}, not {href_form!r}")
+        if listing_validators not in LISTING_VALIDATORS:
+            raise ValueError(f"listing_validators must be one of {LISTING_VALIDATORS}, not "
+                             f"{listing_validators!r}")
         self.host = host
+        self.listing_validators = listing_validators
         self.port = port
         self.listing_style = listing_style
         self.href_form = href_form
