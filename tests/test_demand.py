@@ -91,6 +91,86 @@ def test_walk_reads_everything_when_a_header_names_another_type():
     assert other in walk.to_read()
 
 
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, 5), st.sampled_from(
+    ["valid", "future", "error", "other-category", "other-issue", "other-type", "fail"])),
+    max_size=12))
+def test_walk_remembers_what_each_type_needs_only_until_it_changes(steps):
+    """The walk keeps each type's needed names between reads (the read loop asks after every
+    read); after any start, record or failure it answers as a walk computing afresh."""
+    names = [f"XRT1_XAREAEF_{i:04d}.CCF" for i in (2, 4, 6)] + \
+        [f"EMOS1_ADUCONV_{i:04d}.CCF" for i in (1, 3, 5)]
+    walk = Walk.plan(names, dict.fromkeys(names, 2), [], RULE)
+
+    def afresh() -> tuple[list[str], set, dict]:
+        memo, walk._memo = walk._memo, {}
+        try:
+            return walk.to_read(), walk.resolved(), walk.failures()
+        finally:
+            walk._memo = memo
+
+    for pick, outcome in steps:
+        name = names[pick]
+        if walk.by_name[name].unread - walk.by_name[name].reading <= 0:
+            continue
+        walk.to_read()  # fills the memo
+        walk.start(name)
+        assert (walk.to_read(), walk.resolved(), walk.failures()) == afresh()
+        if outcome == "fail":
+            walk.failed(name, "HTTP 500")
+        else:
+            fields = {"valid": {}, "future": {"valdate": "2030-01-01T00:00:00"},
+                      "error": {"header_error": "not FITS", "valdate": None},
+                      "other-category": {"category": "XMMOTHER"},
+                      "other-issue": {"issue": 99}, "other-type": {"typeid": "OTHER"}}[outcome]
+            walk.record(name, [_version(name, **fields)])
+        assert (walk.to_read(), walk.resolved(), walk.failures()) == afresh()
+
+
+def test_recording_does_not_hold_up_the_header_reads():
+    """While a batch of headers is being recorded (a commit waiting for the index and an
+    fsync, then the downloads of the types it decided), the reads go on: the recorder has a
+    thread of its own. Here the first recording waits until every other header was read;
+    done in the read loop (before), it waited in vain (fails without the fix)."""
+    import threading
+
+    from ccfcache.demand import read_on_demand
+    from ccfcache.rows import ListingUnread
+
+    decided = "EMOS1_ADUCONV_0001.CCF"
+    others = [f"XRT1_XAREAEF_{i:04d}.CCF" for i in range(1, 9)]
+    names = [decided, *others]
+    walk = Walk.plan(names, dict.fromkeys(names, 1), [], RULE)
+    unread = [ListingUnread("http://a/", n, None, None, None, n, *parse_name(n)[:3])
+              for n in names]
+    all_read = threading.Event()
+    read: list[str] = []
+    recorded: list[bool] = []
+
+    def read_one(group):
+        source, entry = group[0]
+        if entry.name != decided:
+            threading.Event().wait(0.02)
+        read.append(entry.name)
+        if set(others) <= set(read):
+            all_read.set()
+        future = {} if entry.name == decided else {"valdate": "2030-01-01T00:00:00"}
+        return [(source, entry, None, _version(entry.name, **future))], 0.01
+
+    def record(batch):
+        if not recorded:
+            recorded.append(all_read.wait(5))  # the first batch: the decided type
+        else:
+            recorded.append(True)
+
+    resolved: list[set] = []
+    done = read_on_demand(walk, unread, read_one, record, workers=1, cap=1,
+                          on_resolved=resolved.append, flush_s=0.01)
+    assert done == len(names)
+    assert recorded[0] is True, "the reads waited for the recording"
+    assert ("EMOS1", "ADUCONV") in set().union(*resolved)
+
+
 def test_walk_goes_below_unreadable_headers_and_other_categories():
     walk = Walk.plan(NAMES, dict.fromkeys(NAMES, 1), [], RULE)
     for name in list(walk.to_read()):
