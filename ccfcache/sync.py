@@ -56,13 +56,28 @@ def fetch_listings(sources: list[Source], index: Index | None = None,
                    ) -> tuple[dict[str, Listing], set[str]]:
     """Every source's listing, and the sources whose listing did not change since the last
     complete sync (a conditional GET answered 304: their listing is None here and is taken
-    from the index). Any failure or empty listing stops the sync before changes."""
+    from the index). Any failure or empty listing stops the sync before changes. The sources
+    are asked at once (ESA's two folders: one round trip of waiting instead of two, and one
+    page is parsed while the other arrives); the first error in source order is raised."""
+    known = {source.url: index.listing_validators(source.url) if index is not None else None
+             for source in sources}
+
+    def one(source: Source) -> Listing | NotModified:
+        validators = known[source.url]
+        # (a transport that keeps no validators is always asked plainly)
+        return source.listing(ListingValidators(*validators)) if validators \
+            else source.listing()
+
+    if len(sources) > 1:
+        with ThreadPoolExecutor(max_workers=len(sources),
+                                thread_name_prefix="ccfcache-listing") as pool:
+            futures = [pool.submit(one, source) for source in sources]
+            answers = [future.result() for future in futures]
+    else:
+        answers = [one(source) for source in sources]
     listings: dict[str, Listing] = {}
     unchanged: set[str] = set()
-    for source in sources:
-        known = index.listing_validators(source.url) if index is not None else None
-        # (a transport that keeps no validators is always asked plainly)
-        listing = source.listing(ListingValidators(*known)) if known else source.listing()
+    for source, listing in zip(sources, answers, strict=True):
         if isinstance(listing, NotModified):
             unchanged.add(source.url)
             continue

@@ -455,3 +455,15 @@ def test_a_warm_cif_on_a_walked_cache_opens_no_source(tmp_path, server, source_u
     assert not [entry for entry in server.request_log]
     with Cache(cold) as cache:
         assert cache.index.header_counts()[0] > 0  # still a walked (partial) index
+
+
+def test_the_sources_are_listed_at_once(cache, server):
+    """A first sync asks both folders for their listing together (over a wide-area network,
+    one round trip of waiting instead of two): with each listing answered slowly, the server
+    handles both at once (fails without the fix: one after the other)."""
+    server.set_fault("slow", on="listing", delay=0.5)
+    report = cache.sync(headers=False)
+    assert len(report.sources) == 2 and all(report.sources.values())
+    assert server.peak_in_flight >= 2
+    listing_requests = [p for m, p, r in server.request_log if p.endswith("/")]
+    assert len(listing_requests) == 2
