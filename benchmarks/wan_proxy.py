@@ -11,7 +11,9 @@ HTTP, rsync over its daemon protocol) cross the same relay, so they pay the same
     python benchmarks/wan_proxy.py --rtt-ms 30 --mbit 100 --forward 8000 --forward 8730
 
 prints one line `listen <port> -> <target port>` per --forward and one `control <port>`
-line (connect to it to read the byte counters as JSON), then relays until killed.
+line (connect to it to read the byte counters as JSON), then relays until killed. With
+`--trace FILE`, every chunk delivered is written to FILE as `seconds connection direction bytes`
+(`time.time()` when delivered): `wan_timeline.py FILE` shows how busy the link was.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import signal
 import sys
 import time
 
@@ -50,16 +53,17 @@ class Stats:
 
 
 class Shaper:
-    def __init__(self, rtt: float, total_bps: float, conn_bps: float) -> None:
+    def __init__(self, rtt: float, total_bps: float, conn_bps: float, trace=None) -> None:
         self.one_way = rtt / 2
         self.rtt = rtt
         self.total = {"up": Link(total_bps), "down": Link(total_bps)}
         self.conn_bps = conn_bps
         self.window = max(1 << 20, int(max(total_bps, conn_bps) / 8 * self.one_way) + (1 << 20))
         self.stats = Stats()
+        self.trace = trace
 
     async def pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                   direction: str, start_at: float) -> None:
+                   direction: str, start_at: float, conn: int = 0) -> None:
         """Relay one direction: read as fast as the source sends (up to a window of bytes
         not yet delivered), deliver each chunk when the simulated network would."""
         loop = asyncio.get_running_loop()
@@ -81,6 +85,9 @@ class Shaper:
                 if delay > 0:
                     await asyncio.sleep(delay)
                 writer.write(data)
+                if self.trace is not None:
+                    self.trace.write(f"{time.time():.4f} {conn} "
+                                     f"{direction} {len(data)}\n")
                 await writer.drain()
                 room.release()
 
@@ -104,6 +111,7 @@ class Shaper:
 
     async def handle(self, client_r, client_w, target_port: int) -> None:
         self.stats.connections += 1
+        conn = self.stats.connections
         loop = asyncio.get_running_loop()
         try:
             server_r, server_w = await asyncio.open_connection("127.0.0.1", target_port)
@@ -113,8 +121,8 @@ class Shaper:
         # the handshake: the client's first byte leaves one round trip after it connected
         start = loop.time() + self.rtt
         try:
-            await asyncio.gather(self.pipe(client_r, server_w, "up", start),
-                                 self.pipe(server_r, client_w, "down", 0.0))
+            await asyncio.gather(self.pipe(client_r, server_w, "up", start, conn),
+                                 self.pipe(server_r, client_w, "down", 0.0, conn))
         finally:
             for w in (client_w, server_w):
                 with contextlib.suppress(OSError, RuntimeError):
@@ -122,6 +130,8 @@ class Shaper:
 
     async def control(self, _r, writer) -> None:
         s = self.stats
+        if self.trace is not None:
+            self.trace.flush()
         writer.write(json.dumps({"up": s.up, "down": s.down, "connections": s.connections,
                                  "time": time.time()}).encode())
         with contextlib.suppress(OSError):
@@ -130,7 +140,9 @@ class Shaper:
 
 
 async def main_async(args) -> None:
-    shaper = Shaper(args.rtt_ms / 1000, args.mbit * 1e6, (args.conn_mbit or args.mbit) * 1e6)
+    trace = open(args.trace, "w", buffering=1 << 16) if args.trace else None  # noqa: SIM115
+    shaper = Shaper(args.rtt_ms / 1000, args.mbit * 1e6, (args.conn_mbit or args.mbit) * 1e6,
+                    trace)
     servers = []
     for target in args.forward:
         server = await asyncio.start_server(
@@ -139,7 +151,12 @@ async def main_async(args) -> None:
         print(f"listen {server.sockets[0].getsockname()[1]} -> {target}", flush=True)
     control = await asyncio.start_server(shaper.control, "127.0.0.1", 0)
     print(f"control {control.sockets[0].getsockname()[1]}", flush=True)
-    await asyncio.gather(*(s.serve_forever() for s in [*servers, control]))
+    stop = asyncio.get_running_loop().create_future()  # SIGTERM: flush the trace, then exit
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set_result, None)
+    serving = asyncio.gather(*(s.serve_forever() for s in [*servers, control]))
+    await asyncio.wait([serving, stop], return_when=asyncio.FIRST_COMPLETED)
+    if trace is not None:
+        trace.close()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -152,6 +169,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="bandwidth per connection, Mbit/s (default: the total)")
     parser.add_argument("--forward", type=int, action="append", required=True,
                         help="a port on 127.0.0.1 to relay to (repeatable)")
+    parser.add_argument("--trace", default=None,
+                        help="write every chunk delivered to this file (see wan_timeline.py)")
     args = parser.parse_args(argv)
     try:
         asyncio.run(main_async(args))
