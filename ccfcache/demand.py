@@ -262,7 +262,8 @@ def read_on_demand(
             mtime=row.mtime)))
     queues = {name: group_routes(found) for name, found in pairs.items()}
     walk.count_reads({name: len(queue) for name, queue in queues.items()})
-    control = InFlight(workers, max(workers, cap))
+    # downloads run meanwhile (`on_resolved`): their bytes slow the reads, not the server
+    control = InFlight(workers, max(workers, cap), latency=on_resolved is None)
     pending: list[Any] = []
     done = 0
     flushed = time.monotonic()

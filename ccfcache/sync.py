@@ -146,10 +146,17 @@ class InFlight:
     count in flight sets the pace. Start at `start`; after each window of `limit` reads,
     double while the median latency stays within 1.5x of the first window's (the server keeps
     up), halve when it grows past 3x or a read failed (the server or this machine is
-    saturated), never above `cap` (the per-host connection cap) nor below 1."""
+    saturated), never above `cap` (the per-host connection cap) nor below 1.
 
-    def __init__(self, start: int, cap: int) -> None:
+    With `latency` False, latency is not taken as a sign (only failures halve): a cold CIF
+    downloads while it still reads headers, and its own downloads queue in front of the
+    header reads on the way back (a header read took 20-50 ms, then 100-290 ms, on the
+    30 ms relay profile); halving then only slowed the reads (to 3-8 a second, against ~100
+    before the downloads), which decided the last types late and left the link idle."""
+
+    def __init__(self, start: int, cap: int, *, latency: bool = True) -> None:
         self.cap = max(1, cap)
+        self.latency = latency
         self.limit = max(1, min(start, self.cap))
         self.baseline: float | None = None
         self._window: list[float] = []
@@ -160,7 +167,7 @@ class InFlight:
         if seconds is None:
             self._failed += 1
         else:
-            self._window.append(seconds)
+            self._window.append(seconds if self.latency else 0.0)
         if len(self._window) + self._failed < self.limit:
             return
         median = statistics.median(self._window) if self._window else None

@@ -53,3 +53,63 @@ def test_sync_keeps_more_reads_in_flight_than_workers_when_each_waits(
     assert report.read == len(archive.full_names()) + len(archive.valid_names())
     assert not report.failures
     assert server.peak_in_flight > 2
+
+
+def test_without_latency_only_failures_hold_it_back():
+    """A cold CIF's header reads share the link with its own downloads: their latency grows
+    with the downloads' queue, not with the server's load, so it is not taken as a sign
+    (fails without the fix: the limit halved to 8 and then 4 while the link was busy)."""
+    control = InFlight(8, 32, latency=False)
+    _window(control, 0.03)
+    _window(control, 0.3)  # 10x: the downloads' bytes in front of the answers
+    assert control.limit == 32
+    _window(control, 0.3)
+    assert control.limit == 32
+    for _ in range(31):
+        control.record(0.3)
+    control.record(None)  # a failure still halves
+    assert control.limit == 16
+
+
+def test_a_cold_cif_keeps_its_header_reads_in_flight_while_latency_grows():
+    """The demand walk, downloading as it goes (`on_resolved`), keeps growing its reads in
+    flight when their latency grows tenfold (its own downloads' queue); without downloads it
+    still backs off (fails without the fix: at most 4 in flight)."""
+    import threading
+
+    from ccfcache.demand import Rule, Walk, read_on_demand
+    from ccfcache.names import parse_name
+    from ccfcache.rows import ListingUnread
+
+    names = [f"XRT1_XAREAEF_{i:04d}.CCF" for i in range(1, 61)]
+    rule = Rule("2020-01-01T00:00:00", "2021-01-01T00:00:00")
+
+    def peak_in_flight(on_resolved) -> int:
+        walk = Walk.plan(names, dict.fromkeys(names, 1), [], rule)
+        unread = [ListingUnread("http://a/", n, None, None, None, n, *parse_name(n)[:3])
+                  for n in names]
+        lock = threading.Lock()
+        state = {"now": 0, "peak": 0, "done": 0}
+
+        def read_one(group):
+            source, entry = group[0]
+            with lock:
+                state["now"] += 1
+                state["peak"] = max(state["peak"], state["now"])
+                state["done"] += 1
+                first = state["done"] <= 2
+            threading.Event().wait(0.02)
+            with lock:
+                state["now"] -= 1
+            row = {"name": entry.name, "scope": "XRT1", "typeid": "XAREAEF",
+                   "issue": parse_name(entry.name).issue, "valdate": "2030-01-01T00:00:00",
+                   "subdate": "2000-01-01T00:00:00", "evaldate": None, "category": "XMMCCF",
+                   "header_error": None}  # valid only later: every header is needed
+            return [(source, entry, None, row)], 0.01 if first else 0.3
+
+        read_on_demand(walk, unread, read_one, lambda batch: None, workers=2, cap=8,
+                       on_resolved=on_resolved)
+        return state["peak"]
+
+    assert peak_in_flight(lambda groups: None) >= 6
+    assert peak_in_flight(None) <= 4
