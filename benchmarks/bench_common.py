@@ -50,6 +50,7 @@ class Options:
     wan_scale: float = 10.0
     wan_profiles: tuple[str, ...] = ("laptop-ESA", "transatlantic", "cloud-S3")
     wan_baseline: str | None = None  # another ccfcache executable, measured side by side
+    wan_servers: tuple[str, ...] = ("test",)  # the HTTP servers of the wide-area benchmark
 
 
 def add_common_arguments(parser) -> None:
@@ -71,6 +72,10 @@ def add_common_arguments(parser) -> None:
     parser.add_argument("--wan-baseline", default=None, metavar="CCFCACHE",
                         help="also time this ccfcache executable's cold CIF in each profile "
                         "(e.g. an older checkout's venv/bin/ccfcache): before/after in one run")
+    parser.add_argument("--wan-server", default="test",
+                        help="HTTP server(s) of the wide-area benchmark, comma-separated: "
+                        "'test' (the project's Python test server) and/or 'nginx' (Debian's, "
+                        "a C server like ESA's Apache and the rsync daemon)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
 
 
@@ -82,6 +87,7 @@ def options_from(args) -> Options:
         wan_scale=args.wan_scale,
         wan_profiles=tuple(x for x in str(args.wan_profiles).split(",") if x),
         wan_baseline=getattr(args, "wan_baseline", None),
+        wan_servers=tuple(x for x in str(getattr(args, "wan_server", "test")).split(",") if x),
     )
 
 
@@ -356,6 +362,61 @@ def serve_in_child(archive: Archive) -> Iterator[list[str]]:
         if not all(u.startswith("http") for u in urls):
             raise RuntimeError(f"the server process did not start: {urls}")
         yield sorted(urls, key=lambda u: VALID_PREFIX in u)  # full first
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@contextlib.contextmanager
+def nginx_in_child(archive: Archive, workdir: Path) -> Iterator[list[str]]:
+    """The archive served by Debian's nginx (plain HTTP, autoindex, Range and ETag as nginx
+    gives them, one worker process as the test server has one interpreter) at ESA's paths;
+    yields the full and valid URLs."""
+    if shutil.which("nginx") is None:
+        raise RuntimeError("nginx is not installed (apt-get install -y nginx)")
+    root = workdir / "nginx"
+    drop_dir(root)
+    (root / "logs").mkdir(parents=True)
+    port = free_port()
+    user = "user root;" if os.geteuid() == 0 else ""  # the worker must read the archive
+    (root / "nginx.conf").write_text(f"""{user}
+daemon off;
+worker_processes 1;
+pid {root}/nginx.pid;
+error_log {root}/logs/error.log;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  sendfile on;
+  keepalive_requests 100000;
+  client_body_temp_path {root}/body;
+  proxy_temp_path {root}/proxy;
+  fastcgi_temp_path {root}/fastcgi;
+  uwsgi_temp_path {root}/uwsgi;
+  scgi_temp_path {root}/scgi;
+  server {{
+    listen 127.0.0.1:{port};
+    location {FULL_PREFIX} {{ alias {archive.full}/; autoindex on; }}
+    location {VALID_PREFIX} {{ alias {archive.valid}/; autoindex on; }}
+  }}
+}}
+""")
+    proc = subprocess.Popen(["nginx", "-p", str(root), "-c", str(root / "nginx.conf")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                break
+            if proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        else:
+            raise RuntimeError("nginx did not start")
+        if proc.poll() is not None:
+            raise RuntimeError("nginx did not start: "
+                               + (root / "logs" / "error.log").read_text()[:300])
+        yield [f"http://127.0.0.1:{port}{FULL_PREFIX}", f"http://127.0.0.1:{port}{VALID_PREFIX}"]
     finally:
         proc.terminate()
         proc.wait(10)
