@@ -276,10 +276,11 @@ class Index:
                 break
             self.conn.close()
         self._db: sqlite_utils.Database | None = None
-        # what `remembered` keeps, and the row changes of this connection that only touched
-        # the `cifs` table (recording a CIF does not change what a selection reads)
+        # what `remembered` keeps; the row changes of this connection that no selection
+        # reads (CIF records and pins, uses recorded for prune's LRU); the uses recorded
         self._memo: dict[Hashable, tuple[tuple[int, int], int, Any]] = {}
-        self._cif_changes = 0
+        self._unseen_changes = 0
+        self._touched: dict[int, float] = {}
         if not readonly and not self._schema_ready():
             # only a new (or older) index takes the write lock on open
             with self._writing():
@@ -429,10 +430,12 @@ class Index:
         """A value that changes whenever the index changes in a way a selection could see: a
         commit by any other connection, of any process (SQLite's `PRAGMA data_version`, which
         counts exactly those), or a row changed through this connection (its `total_changes`,
-        rolled back ones included), except the `cifs` table's (`record_cif`, pins)."""
+        rolled back ones included), except the `cifs` table's (`record_cif`, pins) and the
+        uses `touch_versions` records (a remembered version's `last_used` may be older than
+        the index's: `touch_used` also looks at the uses this connection recorded)."""
         rows = self._rows("PRAGMA data_version")
         with self._lock:
-            return int(rows[0][0]), self.conn.total_changes - self._cif_changes
+            return int(rows[0][0]), self.conn.total_changes - self._unseen_changes
 
     def remembered(self, key: Hashable, compute: Callable[[], T], *, after: int = 1
                    ) -> T | None:
@@ -706,15 +709,20 @@ class Index:
         per version: a warm build then writes nothing, and hosts sharing the cache do not
         queue to say so."""
         now = time.time()
-        stale = [v.id for v in versions if (v.last_used or 0) < now - TOUCH_INTERVAL_S]
+        touched = self._touched
+        stale = [v.id for v in versions
+                 if max(v.last_used or 0, touched.get(v.id, 0)) < now - TOUCH_INTERVAL_S]
         if stale and not self.readonly:
             self.touch_versions(stale, now)
+            touched.update(dict.fromkeys(stale, now))
 
     def touch_versions(self, ids: list[int], now: float) -> None:
         """Record a use of these versions (prune's LRU)."""
         with self._writing():
+            before = self.conn.total_changes
             self.conn.executemany("UPDATE versions SET last_used = ? WHERE id = ?",
                                   [(now, version_id) for version_id in ids])
+            self._unseen_changes += self.conn.total_changes - before
 
     def record_download(self, version_id: int, xxh3: str, md5: str, size: int,
                         now: float, fetched: FetchedUnder | None = None) -> None:
@@ -1078,7 +1086,7 @@ class Index:
                 (path, obs_date, analysis_date, category, int(historical), created_at, host,
                  user, rows_json, view_dir, int(pinned)))
             cif_id = cursor.lastrowid
-            self._cif_changes += self.conn.total_changes - before
+            self._unseen_changes += self.conn.total_changes - before
         assert cif_id is not None
         return cif_id
 
@@ -1107,7 +1115,7 @@ class Index:
         with self._writing():
             before = self.conn.total_changes
             self.conn.execute("UPDATE cifs SET pinned = ? WHERE id = ?", (int(pinned), cif_id))
-            self._cif_changes += self.conn.total_changes - before
+            self._unseen_changes += self.conn.total_changes - before
 
     # -- contents by MD5, MIF seeding (ccfcache.exact, ccfcache.mif) -----------------------
     def contents_by_md5(self, md5s: list[str]) -> list[StoredContent]:

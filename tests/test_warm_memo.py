@@ -89,3 +89,33 @@ def test_a_walked_cache_reads_the_headers_new_dates_need(tmp_path, server, sourc
             assert [r["name"] for r in got.rows] == [r["name"] for r in want.rows]
             assert read_cif(tmp_path / "lazy.cif").rows == read_cif(tmp_path / "full.cif").rows
         assert lazy.index.header_counts()[0] > 0  # still a walked cache
+
+
+def test_recording_uses_keeps_what_is_remembered(synced, tmp_path):
+    """A build records the use of contents last used over TOUCH_INTERVAL_S ago (prune's
+    LRU): that write is not a change a selection sees (the ranking stays), and a use it
+    recorded is not recorded again within the interval, although the remembered rows carry
+    the older `last_used`."""
+    import sqlite3
+
+    dates = ["2005-01-01T00:00:00", "2015-01-01T00:00:00"]
+    for obs in dates:  # fetched
+        synced.cif(obs, BETWEEN, tmp_path / f"{obs[:4]}.cif")
+    with sqlite3.connect(synced.index.path) as other:  # used long ago
+        other.execute("UPDATE versions SET last_used = 1.0")
+    with Cache(synced.root) as cache:  # (a new process)
+        first = cache.cif(dates[0], BETWEEN, tmp_path / "a.cif")  # records their use
+        cache.cif(dates[0], BETWEEN, tmp_path / "a.cif")  # ranks
+        generation = cache.index.generation()
+        ranking = next(v for k, v in cache.index._memo.items() if k[0] == "ranking")[2]
+        second = cache.cif(dates[1], BETWEEN, tmp_path / "b.cif")  # records other uses
+        used = {r["id"]: r["last_used"] for r in cache.index.query(
+            "SELECT id, last_used FROM versions")}
+        assert all(used[r["id"]] > 1.0 for r in [*first.rows, *second.rows])
+        assert {r["id"] for r in second.rows} - {r["id"] for r in first.rows}
+        assert cache.index.generation() == generation
+        assert next(v for k, v in cache.index._memo.items() if k[0] == "ranking")[2] is ranking
+        changes = cache.index.conn.total_changes
+        cache.cif(dates[1], BETWEEN, tmp_path / "b.cif")  # within the interval: no write
+        cache.cif(dates[0], BETWEEN, tmp_path / "a.cif")
+        assert cache.index.conn.total_changes == changes
