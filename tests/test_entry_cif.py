@@ -1,4 +1,4 @@
-"""`ccfcache cif` with plain options runs without the typer parser (`entry._fast_cif`): the
+"""`ccfcache cif` with plain options runs without the typer parser (`entry._fast_command`): the
 same command function, so the same output, exit status and CIF as through typer, for every
 argument list it takes; anything else (other options, --help, repeats) goes to typer."""
 
