@@ -23,7 +23,7 @@ from urllib.parse import SplitResult, unquote, urlsplit
 
 from .dates import normalise_date
 from .errors import InvalidDate, InvalidName, ListingError
-from .names import parse_name
+from .names import parse_name_once
 
 MAX_LISTING_CHARS = 32 * 1024 * 1024  # a bigger "listing" is refused (ESA's is ~0.4 MB)
 _MAX_ROW_CHARS = 1024  # text kept after a link to find its date and size
@@ -60,7 +60,7 @@ _UNCLOSED_TAG_RE = re.compile(r"<[^<>]*(?:<|\Z)")  # a '<' not closed before the
 _HTML_START_RE = re.compile(r"\A\s*(?:<!DOCTYPE[^>]*>\s*|<!--.*?-->\s*)*<html[\s>]", re.I | re.S)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # 100,000 of them are held through a first sync
 class ListingEntry:
     """One constituent offered by a source."""
 
@@ -377,17 +377,34 @@ def parse_html_listing(html: str, source: str, fmt: ListingFormat | None = None)
         raise ListingError(f"{source}: listing is not an HTML page (binary data)")
     fmt = fmt or detect_format(html)
     collector = _LinkCollector(keep_before=fmt.hints_before_link)
-    page = _defuse(html)
-    if fmt.br_ends_row:
-        page = _BR_RE.sub("\\n", page)
+    page = _defuse(html)  # the page itself, unless it holds unclosed tags
+    listing = Listing(source=source)
     inert_tags = 0
-    if not fmt.keep_cells:
-        page, inert_tags = _INERT_TAGS_RE.subn(" ", page)
     try:
-        # fed a slice at a time: html.parser copies what it is fed into its buffer, and keeps
-        # there only what it has not parsed yet (a 23 MB page was copied whole)
-        for start in range(0, len(page), _FEED_CHARS):
-            collector.feed(page[start:start + _FEED_CHARS])
+        # fed a slice at a time, each cut before a '<' (after _defuse a tag never holds one,
+        # so no tag is cut): html.parser keeps only what it has not parsed yet, the inert
+        # tags are stripped from the slice alone, and the links of the rows completed are
+        # turned into entries and dropped (a 23 MB page of 100,000 rows was held whole,
+        # twice, with every link, until its last row)
+        start = 0
+        while start < len(page):
+            end = start + _FEED_CHARS
+            if end < len(page):
+                cut = page.rfind("<", start + 1, end)
+                if cut <= start:  # a tag (or text) longer than a slice: up to the next tag
+                    cut = page.find("<", end)
+                end = cut if cut > start else len(page)
+            piece = page[start:end]
+            if fmt.br_ends_row:
+                piece = _BR_RE.sub("\n", piece)
+            if not fmt.keep_cells:
+                piece, stripped = _INERT_TAGS_RE.subn(" ", piece)
+                inert_tags += stripped
+            collector.feed(piece)
+            # every link but the last is complete (a link's row ends at the next link)
+            _add_links(listing, collector.links[:-1], source, fmt)
+            del collector.links[:-1]
+            start = end
         collector.close()
     except Exception as exc:  # html.parser may raise AssertionError etc. on odd markup
         raise ListingError(
@@ -397,14 +414,18 @@ def parse_html_listing(html: str, source: str, fmt: ListingFormat | None = None)
         raise ListingError(f"{source}: listing is not an HTML page (no tags)")
     if looks_truncated(html):
         raise ListingError(f"{source}: listing is truncated (no closing </html>)")
+    _add_links(listing, collector.links, source, fmt)
+    return listing
 
-    listing = Listing(source=source)
-    for link in collector.links:
+
+def _add_links(listing: Listing, links: list[_Link], source: str, fmt: ListingFormat) -> None:
+    """Turn collected links into the listing's entries (in page order) or rejected names."""
+    for link in links:
         if _ignored(link.href, link.text):
             continue
         bare = _link_name(link.href, source)
         try:
-            name = parse_name(bare).name if bare is not None else None
+            name = parse_name_once(bare).name if bare is not None else None
         except InvalidName:
             name = None
         if name is None or bare is None:
@@ -427,7 +448,6 @@ def parse_html_listing(html: str, source: str, fmt: ListingFormat | None = None)
             )
         else:  # a case variant of a name already listed: keep the first
             listing.rejected.append(bare)
-    return listing
 
 
 def _iso_mtime(seconds: float) -> str:
@@ -467,7 +487,7 @@ def list_directory(path: Path, source: str) -> Listing:
         if stat.S_ISDIR(info.st_mode):
             continue  # a link to a folder inside the mirror
         try:
-            name = parse_name(item.name).name
+            name = parse_name_once(item.name).name
         except InvalidName:
             listing.rejected.append(item.name)
             continue

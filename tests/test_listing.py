@@ -434,3 +434,27 @@ def test_links_urllib_refuses_are_rejected_not_raised(href: str) -> None:
     listing = parse_html_listing(body + "</pre></body></html>", "http://h/ccf/")
     assert list(listing.entries) == ["EPN_QUANTUMEF_0019.CCF"]
     assert len(listing.rejected) == 1
+
+
+def test_a_big_listing_is_parsed_as_it_streams_and_keeps_no_memo(monkeypatch) -> None:
+    """A page of many rows parsed a few rows at a time gives every entry, with its date and
+    size, whatever row a slice ends in; the entries hold no per-object dict, and the names
+    are not kept in parse_name's memo (100,000 names held 28 MiB of it through a sync).
+    Fails without the change: the memo grew by the page's names."""
+    import ccfcache.listing as listing_module
+    from ccfcache.demo.server import render_listing
+    from ccfcache.names import _parse_text
+
+    entries = [(f"EPN_BIG_{issue:04d}.CCF", 1.4e9 + issue * 60, 2880 + issue)
+               for issue in range(1, 2001)]
+    html = render_listing("/ccf/", entries, "table")
+    monkeypatch.setattr(listing_module, "_FEED_CHARS", 1000)  # ~5 rows a slice
+    _parse_text.cache_clear()
+    listing = parse_html_listing(html, "http://127.0.0.1:8080/ccf/")
+    assert _parse_text.cache_info().currsize == 0
+    assert len(listing.entries) == 2000 and listing.rejected == []
+    entry = listing.entries["EPN_BIG_1234.CCF"]
+    assert (entry.href, entry.size_hint, entry.mtime) == (
+        "EPN_BIG_1234.CCF", 4096,  # Apache shows "4.0K"
+        time.strftime("%Y-%m-%dT%H:%M:00", time.gmtime(1.4e9 + 1234 * 60)))
+    assert not hasattr(entry, "__dict__")
