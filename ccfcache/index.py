@@ -307,7 +307,7 @@ class Index:
                 f"the index {self.path} is unreadable ({exc}); run `ccfcache doctor`"
             ) from exc
         if not tables | {"versions_identity", "versions_content", "listing_validators",
-                         "versions_error"} <= found:
+                         "versions_error", "listings_stale", "constituents_withdrawn"} <= found:
             return False
         columns = {r["name"] for r in self.query("PRAGMA table_info(listings)")}
         if "href" not in columns:  # added later: an older index gains it on first write open
@@ -515,6 +515,11 @@ class Index:
             ("", "versions_xxh3", "versions", "xxh3", ""),
             ("", "listings_name", "listings", "name", ""),
             ("", "listings_version", "listings", "version_id", ""),
+            # a no-change sync's questions (few rows each): seeks instead of scans of
+            # 100,000 rows (`stale_listings`, `withdrawn_names`, `active_count`)
+            ("", "listings_stale", "listings", "source, name", f"WHERE {_STALE_ROWS}"),
+            ("", "constituents_withdrawn", "constituents", "name",
+             "WHERE withdrawn_at IS NOT NULL"),
         ):
             self.conn.execute(
                 ensure.format(unique=unique, name=name, table=table, cols=cols, where=where)
@@ -817,21 +822,25 @@ class Index:
 
     # A sync reads again, from a source whose listing did not change (304), the rows whose
     # header is not read yet or was unreadable, and those whose listing showed neither a size
-    # nor a date (`reconcile.entry_changed`): one query instead of every row in Python.
-    _STALE_WHERE = ("(l.version_id IS NULL OR (l.size_hint IS NULL AND l.mtime IS NULL) "
-                    "OR l.version_id IN (SELECT id FROM versions WHERE header_error IS NOT NULL))")
-
+    # nor a date (`reconcile.entry_changed`): one query instead of every row in Python, each
+    # part a seek in a partial index (`listings_stale`, `versions_error`), not a scan.
     def stale_listings(self, sources: Iterable[str]) -> list[KnownListing]:
         """The listing rows of these sources that a sync reads again although their listing
-        did not change (see `_STALE_WHERE`), by name."""
+        did not change (see above), by name."""
         chosen = tuple(sources)
         if not chosen:
             return []
+        columns = ("SELECT l.source, l.name, l.size, l.size_hint, l.mtime, l.version_id, "
+                   "(SELECT header_error FROM versions WHERE id = l.version_id) AS header_error, "
+                   "l.href FROM ")
+        marks = _marks(chosen)
         return [KnownListing.from_mapping(r) for r in self._rows(
-            "SELECT l.source, l.name, l.size, l.size_hint, l.mtime, l.version_id, "
-            "(SELECT header_error FROM versions WHERE id = l.version_id) AS header_error, "
-            f"l.href FROM listings l WHERE l.source IN ({_marks(chosen)}) "
-            f"AND {self._STALE_WHERE} ORDER BY l.name, l.source", chosen)]
+            f"{columns} listings l WHERE l.source IN ({marks}) AND ({_STALE_ROWS}) UNION "
+            # CROSS JOIN and +: the few unreadable versions first, then their rows (else
+            # SQLite scans the source's rows, having no statistics to tell it)
+            f"{columns} versions v CROSS JOIN listings l ON l.version_id = v.id "
+            f"WHERE v.header_error IS NOT NULL AND +l.source IN ({marks}) "
+            "ORDER BY name, source", chosen + chosen)]
 
     def listing_counts(self, sources: Iterable[str]) -> dict[str, int]:
         """How many names each of these sources lists in the index (0 when none)."""
@@ -846,23 +855,51 @@ class Index:
     def listings_outside(self, sources: Iterable[str]) -> list[tuple[str, str]]:
         """(source, name) of the listing rows of every source not among `sources`."""
         chosen = tuple(sources)
+        # the sources listed are found by seeks in the primary key (a recursive step per
+        # source), not by a scan of every row
         return [(r[0], r[1]) for r in self._rows(
-            f"SELECT source, name FROM listings WHERE source NOT IN ({_marks(chosen)})",
-            chosen)]
+            "WITH RECURSIVE listed(source) AS (SELECT min(source) FROM listings UNION ALL "
+            "SELECT (SELECT min(source) FROM listings WHERE source > listed.source) "
+            "FROM listed WHERE listed.source IS NOT NULL) "
+            "SELECT l.source, l.name FROM listed JOIN listings l ON l.source = listed.source "
+            f"WHERE listed.source NOT IN ({_marks(chosen)})", chosen)]
 
     def active_count(self) -> int:
         """How many names are not withdrawn."""
-        return int(self._rows(
-            "SELECT count(*) FROM constituents WHERE withdrawn_at IS NULL")[0][0])
+        return int(self._rows(  # SQLite counts a whole table without reading its rows
+            "SELECT (SELECT count(*) FROM constituents) - "
+            "(SELECT count(*) FROM constituents WHERE withdrawn_at IS NOT NULL)")[0][0])
 
-    def active_unlisted_by(self, sources: Iterable[str]) -> list[str]:
+    def active_unlisted_by(self, sources: Iterable[str],
+                           counts: Mapping[str, int] | None = None) -> list[str]:
         """Names not withdrawn that no listing row of `sources` lists (sync withdraws them
-        unless a new listing lists them)."""
+        unless a new listing lists them); `counts`: their `listing_counts`, when known."""
         chosen = tuple(sources)
+        if chosen and self._listed_distinct(chosen, counts) \
+                - len(self.withdrawn_listed_by(chosen)) == self.active_count():
+            # every active name is listed (a listing row's name is always a constituent's:
+            # each writer of listings writes both): no probe of 100,000 names
+            return []
         return [r[0] for r in self._rows(
             "SELECT c.name FROM constituents c WHERE c.withdrawn_at IS NULL AND NOT EXISTS "
             "(SELECT 1 FROM listings l WHERE l.name = c.name "
             f"AND l.source IN ({_marks(chosen)}))", chosen)]
+
+    def _listed_distinct(self, chosen: tuple[str, ...],
+                         known: Mapping[str, int] | None = None) -> int:
+        """How many names the listing rows of these sources hold, each counted once: the
+        largest source's rows (counted in its primary key), plus the names of the others
+        that it does not list."""
+        counts = sorted((known if known is not None else self.listing_counts(chosen)).items(),
+                        key=lambda item: -item[1])
+        largest, total = counts[0]
+        others = tuple(url for url, count in counts[1:] if count)
+        if others:
+            total += int(self._rows(
+                f"SELECT count(DISTINCT l.name) FROM listings l WHERE l.source IN "
+                f"({_marks(others)}) AND NOT EXISTS (SELECT 1 FROM listings k "
+                "WHERE k.source = ? AND k.name = l.name)", (*others, largest))[0][0])
+        return total
 
     def withdrawn_listed_by(self, sources: Iterable[str]) -> list[str]:
         """Withdrawn names that a listing row of these sources lists (header not read yet)."""
@@ -1322,6 +1359,11 @@ def _candidates_sql(historical: bool) -> str:
 def _live_sql(historical: bool) -> str:
     which = (_HISTORICAL if historical else _CURRENT).format(v="v")
     return f"SELECT v.* FROM versions v WHERE {_LIVE.format(v='v', which=which)} ORDER BY v.id"
+
+
+# the listing rows a sync reads again although their listing did not change (with those
+# whose header was unreadable): header not read yet, or neither a size nor a date listed
+_STALE_ROWS = "version_id IS NULL OR (size_hint IS NULL AND mtime IS NULL)"
 
 
 def _marks(values: tuple[Any, ...]) -> str:

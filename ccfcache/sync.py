@@ -101,13 +101,13 @@ def plan_from_index(index: Index, listings: dict[str, Listing],
     withdrawn_names = index.withdrawn_names()
     # active names that no 304 source lists: withdrawn unless a changed listing lists them
     # (rows of a source no longer configured do not count)
-    candidates = index.active_unlisted_by(sorted(not_modified))
+    counts = index.listing_counts(sorted(not_modified))
+    candidates = index.active_unlisted_by(sorted(not_modified), counts)
     plan = plan_sync(listings, known, candidates, withdrawn_names)
     stale = index.stale_listings(sorted(not_modified))
     plan.to_read += [(row.source, ListingEntry(name=row.name, href=row.href or row.name,
                                                size=row.size, size_hint=row.size_hint,
                                                mtime=row.mtime)) for row in stale]
-    counts = index.listing_counts(sorted(not_modified))
     plan.unchanged += sum(counts.values()) - len(stale)
     plan.unchanged_sources = counts
     plan.reappeared = sorted(set(plan.reappeared)
@@ -291,9 +291,9 @@ def read_heads(
 
 
 def _unread(source: str, entry: ListingEntry) -> ListingUnread:
-    from .names import parse_name
+    from .names import parse_name_once
 
-    parts = parse_name(entry.name)
+    parts = parse_name_once(entry.name)
     return ListingUnread(source, entry.name, entry.size_hint, entry.mtime, entry.size,
                          entry.href, parts.scope, parts.typeid, parts.issue)
 
