@@ -168,3 +168,4 @@ def _copy(stream: RangeStream, handle: BinaryIO, partial: Partial, expected_size
             hasher.update(chunk)  # hashed while streaming
             if floor.rate:
                 watch.advance(len(chunk), what)
+        writeback.finish()  # the last bytes too: the fsync before publishing follows

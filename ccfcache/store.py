@@ -431,7 +431,7 @@ def write_all(handle: BinaryIO, data: bytes | memoryview) -> None:
         view = view[handle.write(view) or 0:]
 
 
-WRITEBACK_STEP = 8 << 20  # start writing a download to disk every 8 MiB
+WRITEBACK_STEP = 1 << 20  # start writing a download to disk every 1 MiB, and at its end
 SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>: start writeback of dirty pages, do not wait
 
 
@@ -465,7 +465,13 @@ def __getattr__(name: str) -> object:
 class Writeback:
     """Starts the kernel writing a download to disk as it arrives (SYNC_FILE_RANGE_WRITE,
     which does not wait), so that the fsync before publishing finds little left to write:
-    the disk works while the network and the hashing do. A no-op where unavailable."""
+    the disk works while the network and the hashing do. A no-op where unavailable.
+
+    Every 1 MiB and at the end (`finish`): with 8 MiB steps and no end, most files of a CIF
+    (1.1 MB on average at scale 10, 11 MB at full scale) reached their fsync with all their
+    bytes still to write (Cache.fetch of 121 files, 138.5 MB, 4 runs side by side on a loaded
+    machine: 1.97 -> 1.57 s median, faster in each run; time in fsync summed over threads
+    3.5-5.2 -> 2.1-3.5 s)."""
 
     def __init__(self, fd: int, start: int) -> None:
         self.fd = fd
@@ -478,6 +484,12 @@ class Writeback:
                 (call := _writeback_call()) is not None:
             call(self.fd, self.flushed, self.written - self.flushed,
                             SYNC_FILE_RANGE_WRITE)
+            self.flushed = self.written
+
+    def finish(self) -> None:
+        """Start the writeback of what is left (the download's last bytes)."""
+        if self.written > self.flushed and (call := _writeback_call()) is not None:
+            call(self.fd, self.flushed, self.written - self.flushed, SYNC_FILE_RANGE_WRITE)
             self.flushed = self.written
 
 
