@@ -44,6 +44,11 @@ class FetchError(CcfCacheError):
     """A download that failed: network error, HTTP status, size or content mismatch."""
 
 
+class ChangedOnServer(FetchError):
+    """The server's file is no longer the one the last sync read (another ETag, size or
+    header): the next sync must ask for its listing whole."""
+
+
 class TransferError(FetchError):
     """A transfer cut short (connection reset, timeout, below the minimum rate): retryable."""
 

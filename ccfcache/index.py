@@ -640,6 +640,11 @@ class Index:
             return None
         return (rows[0]["etag"], rows[0]["last_modified"]) if rows else None
 
+    def forget_listing_validators(self, source: str) -> None:
+        """Ask `source`'s listing whole at the next sync (a file of it changed unseen)."""
+        with self._writing():
+            self._set_listing_validators(source, None, None)
+
     def _set_listing_validators(self, source: str, etag: str | None,
                                 last_modified: str | None) -> None:
         """Inside a write transaction: remember (or, with neither, forget) a listing's

@@ -10,6 +10,7 @@ import hashlib
 import os
 import shutil
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -429,3 +430,33 @@ def test_md5_is_not_used_for_security() -> None:
         calls += [(path.name, call) for call in re.findall(r"hashlib\.md5\([^)]*\)", text)]
     assert calls
     assert [c for c in calls if "usedforsecurity=False" not in c[1]] == []
+
+
+def test_a_file_rewritten_in_place_behind_apaches_validators_is_found(tmp_path, archive) -> None:
+    """Apache's TrackModified validators follow the folder: a file rewritten in place (a new
+    date, the same name) leaves the listing answering 304, so the sync sees nothing and the
+    fetch finds another ETag ("run `ccfcache sync`"). That failure makes the next sync ask
+    the listing whole, which shows the new date: the header is read again and the fetch
+    gets the new bytes. Fails without the fix: every later sync got 304 and every fetch
+    failed the same way."""
+    root = tmp_path / "archive"
+    shutil.copytree(archive.root, root)
+    name = sorted(archive.full_names())[3]
+    stamp = time.time() - 5
+    for folder in (root / "full", root / "valid"):
+        os.utime(folder, (stamp, stamp))  # an archive not changed within the last second
+    with ArchiveServer(esa_mounts(root)) as running:
+        urls = [running.url("/pub/ccf/constituents/"), running.url("/pub/ccf/valid_constituents/")]
+        with Cache(tmp_path / "cache", sources=urls, workers=4) as cache:
+            cache.sync()
+            for path in _copies(root, name):
+                new = _change_in_place(path)
+            running.reset_counts()
+            assert cache.sync().read == 0
+            assert running.counts("/pub/ccf/constituents/").not_modified == 1
+            with pytest.raises(FetchError, match="changed on the server"):
+                cache.fetch([name])
+            report = cache.sync()
+            assert report.plan_to_read == [name] and report.read >= 1
+            path = cache.fetch([name])[name]
+            assert md5_bytes(path.read_bytes()) == md5_bytes(new)
