@@ -155,6 +155,9 @@ async def main_async(args) -> None:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set_result, None)
     serving = asyncio.gather(*(s.serve_forever() for s in [*servers, control]))
     await asyncio.wait([serving, stop], return_when=asyncio.FIRST_COMPLETED)
+    serving.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await serving
     if trace is not None:
         trace.close()
 
