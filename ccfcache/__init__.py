@@ -14,6 +14,7 @@ from __future__ import annotations
 from .errors import (
     CacheError,
     CcfCacheError,
+    ChangedOnServerError,
     FetchError,
     InvalidCif,
     InvalidDate,
@@ -92,6 +93,7 @@ __all__ = [
     "CacheError",
     "CacheStats",
     "CcfCacheError",
+    "ChangedOnServerError",
     "CifEntry",
     "CifPlan",
     "CifRecord",

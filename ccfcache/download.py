@@ -13,7 +13,7 @@ from typing import BinaryIO
 
 from .cancel import check, pause
 from .config import env
-from .errors import ChangedOnServer, FetchError, TransferError
+from .errors import ChangedOnServerError, FetchError, TransferError
 from .retry import Policy, sleep_before_retry
 from .store import Partial, PartialMeta, StreamHasher, Writeback, disk_error, write_all
 from .transport import RangeNotSatisfiable, RangeStream, Transport, Validators
@@ -95,14 +95,14 @@ def download(transport: Transport, name: str, partial: Partial, expected_size: i
             continue
         except RangeNotSatisfiable as exc:
             partial.discard()
-            raise ChangedOnServer(
+            raise ChangedOnServerError(
                 f"{what}: the server has fewer bytes than the {expected_size} read at sync "
                 f"({exc}); the file changed on the server, run `ccfcache sync`") from None
         try:
             now = stream.validators
             if seen is not None and seen.etag and now.etag and now.etag != seen.etag:
                 partial.discard()
-                raise ChangedOnServer(
+                raise ChangedOnServerError(
                     f"{what}: the file changed on the server since the last sync (ETag "
                     f"{now.etag} != {seen.etag}); run `ccfcache sync`")
             if stream.start and meta is not None and not _same_or_unsaid(meta.validators, now):
@@ -158,8 +158,9 @@ def _copy(stream: RangeStream, handle: BinaryIO, partial: Partial, expected_size
             if written > expected_size:
                 handle.close()
                 partial.discard()
-                raise ChangedOnServer(f"{what}: more bytes than the listed {expected_size}; the "
-                                 "file changed on the server, run sync")
+                raise ChangedOnServerError(
+                    f"{what}: more bytes than the listed {expected_size}; the file changed "
+                    "on the server, run sync")
             try:
                 write_all(handle, chunk)
             except OSError as exc:

@@ -44,7 +44,7 @@ class FetchError(CcfCacheError):
     """A download that failed: network error, HTTP status, size or content mismatch."""
 
 
-class ChangedOnServer(FetchError):
+class ChangedOnServerError(FetchError):
     """The server's file is no longer the one the last sync read (another ETag, size or
     header): the next sync must ask for its listing whole."""
 

@@ -19,7 +19,7 @@ import xxhash
 from .cancel import downloading, pause, stop_downloads
 from .config import missing_offline, offline
 from .download import download
-from .errors import CcfCacheError, ChangedOnServer, FetchError, OfflineError
+from .errors import CcfCacheError, ChangedOnServerError, FetchError, OfflineError
 from .index import MIF_DIGEST_PREFIX, DownloadRecord, Index
 from .locks import FileLock, content_key, content_lock
 from .progress import NullProgress, Progress
@@ -303,7 +303,7 @@ class Fetcher:
                                remote=hrefs[url])
                 if not is_from_mif(version) and not _header_matches(partial.path, version):
                     partial.discard()
-                    raise ChangedOnServer(
+                    raise ChangedOnServerError(
                         f"{name}: the bytes on {url} differ from the header read at sync "
                         "(the file changed on the server); run `ccfcache sync`"
                     )
@@ -318,7 +318,7 @@ class Fetcher:
             except CcfCacheError as exc:
                 BOOK.failure(url, time.time())
                 errors.append(str(exc))
-                if isinstance(exc, ChangedOnServer) and not self.index.readonly:
+                if isinstance(exc, ChangedOnServerError) and not self.index.readonly:
                     # a listing answered 304 can hide it (Apache's TrackModified validators
                     # follow the folder, not a file rewritten in place): `sync` asks it whole
                     self.index.forget_listing_validators(url)

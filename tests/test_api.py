@@ -17,7 +17,8 @@ from ccfcache.cache import Cache
 from ccfcache.layout import FORMAT_VERSION, LOCK_PROTOCOL
 
 PUBLIC = [
-    "Cache", "CacheError", "CacheStats", "CcfCacheError", "CifEntry", "CifPlan", "CifRecord",
+    "Cache", "CacheError", "CacheStats", "CcfCacheError", "ChangedOnServerError",
+    "CifEntry", "CifPlan", "CifRecord",
     "CifResult", "ConstituentStatus", "DoctorReport", "ExactFetch", "FetchError", "InitSummary",
     "InvalidCif", "InvalidDate", "InvalidHeader", "InvalidName", "ListingError", "MifSeeded",
     "MifWritten", "OdfError", "OfflineError", "Problem", "Progress", "PrunePlan", "Removal",
