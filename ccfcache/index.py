@@ -126,6 +126,28 @@ def _file_identity(path: Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
+# the identity of the index file each open Index of this process opened, by path (the CLI's
+# last resort asks whether an untranslated sqlite3 error came from an index replaced meanwhile)
+_OPENED: dict[Path, tuple[int, int]] = {}
+
+
+def replaced_index_error(exc: BaseException) -> CacheError | None:
+    """For a sqlite3 error that no Index method translated: the 'replaced while this command
+    ran' error when an index this process opened was moved aside since (`ccfcache doctor
+    --rebuild` in another process; SQLite then says 'readonly' or 'disk I/O'), else None."""
+    if type(exc).__module__ != "sqlite3":
+        return None
+    for path, identity in list(_OPENED.items()):
+        if _file_identity(path) != identity:
+            return _replaced_error(path)
+    return None
+
+
+def _replaced_error(path: Path) -> CacheError:
+    return CacheError(f"the index {path} was replaced while this command ran (by `ccfcache "
+                      "doctor --rebuild`?); nothing was written: run the command again")
+
+
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
     text = str(exc).lower()
     return "locked" in text or "busy" in text
@@ -275,6 +297,8 @@ class Index:
                 self._identity = None  # replaced again and again: no check, not a wrong one
                 break
             self.conn.close()
+        if self._identity is not None:
+            _OPENED[self.path] = self._identity
         self._db: sqlite_utils.Database | None = None
         # what `remembered` keeps; the row changes of this connection that no selection
         # reads (CIF records and pins, uses recorded for prune's LRU); the uses recorded
@@ -323,6 +347,8 @@ class Index:
 
     def close(self) -> None:
         """Close the connections."""
+        if self._identity is not None and _OPENED.get(self.path) == self._identity:
+            del _OPENED[self.path]
         self.conn.close()
         if self._records is not None:
             self._records.close()
@@ -400,10 +426,7 @@ class Index:
         """A clear error when the index file was moved aside under this connection (`ccfcache
         doctor --rebuild` in another process): SQLite then says 'readonly' or 'disk I/O'."""
         if self._identity is not None and _file_identity(self.path) != self._identity:
-            raise CacheError(
-                f"the index {self.path} was replaced while this command ran (by `ccfcache "
-                "doctor --rebuild`?); nothing was written: run the command again"
-            ) from exc
+            raise _replaced_error(self.path) from exc
 
     def _rollback(self, conn: sqlite3.Connection) -> None:
         try:

@@ -114,3 +114,26 @@ def test_commit_all_commits_together_and_fails_alone(tmp_path: Path) -> None:
     assert table.rows() == [1, 2, 3, 4]
     assert group.commit_all([lambda: table.insert(5), lambda: table.insert(6)]) == [None, None]
     assert table.commits == 4  # the failed batch, the three alone, then one for 5 and 6
+
+
+def test_an_untranslated_sqlite_error_after_the_index_was_replaced_says_so(tmp_path) -> None:
+    """A sqlite3 error that reaches the CLI's last resort while the index this process opened
+    was moved aside (doctor --rebuild elsewhere) says 'replaced ... run the command again',
+    not SQLite's 'attempt to write a readonly database'; with the index in place, it is left
+    to the last resort."""
+    import os
+    import shutil
+    import sqlite3
+
+    from ccfcache.index import Index, replaced_index_error
+
+    path = tmp_path / "index.sqlite"
+    index = Index(path)
+    error = sqlite3.OperationalError("attempt to write a readonly database")
+    assert replaced_index_error(error) is None
+    assert replaced_index_error(OSError("not sqlite")) is None
+    shutil.copy(path, tmp_path / "new.sqlite")
+    os.replace(tmp_path / "new.sqlite", path)  # another inode at the index's path
+    replaced = replaced_index_error(error)
+    assert replaced is not None and "replaced" in str(replaced) and "again" in str(replaced)
+    index.close()

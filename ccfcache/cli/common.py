@@ -138,6 +138,11 @@ def open_cache(cache_dir: Path | None, *, progress: bool = True, create: bool = 
     except KeyboardInterrupt:
         fail("interrupted", EXIT_INTERRUPTED)
     except Exception as exc:  # an OSError or sqlite3 error no layer translated: one line
+        from ..index import replaced_index_error
+
+        replaced = replaced_index_error(exc)
+        if replaced is not None:
+            fail(one_line(replaced))
         message = last_resort_message(exc)
         if message is None:
             raise
