@@ -211,9 +211,10 @@ def doctor(layout: Layout, open_index: Callable[[], Index], *,
 def _rebuild_lock(layout: Layout) -> FileLock:
     """One rebuild at a time per cache (a second doctor would move the first one's new index
     aside): the lock protocol's own O_EXCL file, so a dead doctor's lock is broken."""
+    from .index import REBUILD_LOCK
     from .locks import FileLock, describe_holder, read_lock
 
-    lock = FileLock(layout.locks / "doctor-rebuild.lock")
+    lock = FileLock(layout.locks / REBUILD_LOCK)
     try:
         layout.locks.mkdir(parents=True, exist_ok=True)
     except OSError:

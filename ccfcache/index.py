@@ -71,11 +71,12 @@ BUSY_TIMEOUT_S = 60.0
 WRITE_RETRIES = 20
 
 
-def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
-    """Open the index with the settings a shared cache needs (rollback journal, busy timeout)."""
+def connect(path: Path, *, readonly: bool = False, create: bool = True) -> sqlite3.Connection:
+    """Open the index with the settings a shared cache needs (rollback journal, busy timeout);
+    `create=False` opens only a file that exists."""
     for attempt in range(WRITE_RETRIES):
         try:
-            return _connect(path, readonly=readonly)
+            return _connect(path, readonly=readonly, create=create)
         except sqlite3.OperationalError as exc:
             if not _is_busy(exc) or attempt == WRITE_RETRIES - 1:
                 raise CacheError(f"cannot open the index {path}: {exc}") from exc
@@ -83,10 +84,10 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     raise AssertionError("unreachable")
 
 
-def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+def _connect(path: Path, *, readonly: bool, create: bool = True) -> sqlite3.Connection:
     try:
         conn = sqlite3.connect(
-            index_uri(path, readonly=readonly), uri=True, timeout=BUSY_TIMEOUT_S,
+            index_uri(path, readonly=readonly, create=create), uri=True, timeout=BUSY_TIMEOUT_S,
             isolation_level=None, check_same_thread=False,
         )
     except sqlite3.OperationalError as exc:
@@ -129,6 +130,22 @@ def _file_identity(path: Path) -> tuple[int, int] | None:
 # the identity of the index file each open Index of this process opened, by path (the CLI's
 # last resort asks whether an untranslated sqlite3 error came from an index replaced meanwhile)
 _OPENED: dict[Path, tuple[int, int]] = {}
+
+
+REBUILD_LOCK = "doctor-rebuild.lock"  # (doctor.py's; in the cache's locks/ folder)
+
+
+def _refuse_during_rebuild(path: Path) -> None:
+    """No index where `ccfcache doctor --rebuild` in another process has just moved it aside:
+    a new index created here, in the moment before doctor moves the old one's rollback
+    journal after it, would lose its own live journal to the backup (its commit then fails
+    with 'disk I/O error', and the backup gains a journal that is not its own)."""
+    from .locks import live_elsewhere
+
+    if live_elsewhere(path.parent / "locks" / REBUILD_LOCK):
+        raise CacheError(
+            f"ccfcache doctor is rebuilding the index {path}; run the command again once "
+            "it is done")
 
 
 def replaced_index_error(exc: BaseException) -> CacheError | None:
@@ -290,7 +307,15 @@ class Index:
         # between is not mistaken for the one the connection holds
         for attempt in range(3):
             self._identity = _file_identity(self.path)
-            self.conn = connect(self.path, readonly=readonly)
+            if self._identity is None and not readonly:
+                _refuse_during_rebuild(self.path)
+            try:  # an index that exists is only opened, never created anew: see below
+                self.conn = connect(self.path, readonly=readonly,
+                                    create=self._identity is None)
+            except CacheError:
+                if attempt == 2 or _file_identity(self.path) is not None:
+                    raise
+                continue  # moved aside between the stat and the open: look again
             if _file_identity(self.path) == self._identity:
                 break
             if attempt == 2:

@@ -132,13 +132,15 @@ def _uri_escape(text: str) -> str:
     return text.replace("%", "%25").replace("?", "%3F").replace("#", "%23").replace("&", "%26")
 
 
-def index_uri(path: str | os.PathLike[str], *, readonly: bool = False) -> str:
+def index_uri(path: str | os.PathLike[str], *, readonly: bool = False,
+              create: bool = True) -> str:
     """The SQLite URI of an index, with the cache's SQLite VFS if it names one (e.g.
     unix-dotfile for a mount without byte-range locks: `sqlite_vfs` in the cache's
     config.json, so that every process uses it; see config.sqlite_vfs)."""
     from .config import sqlite_vfs
 
-    uri = f"file:{_uri_escape(os.fspath(path))}?mode={'ro' if readonly else 'rwc'}"
+    mode = "ro" if readonly else "rwc" if create else "rw"
+    uri = f"file:{_uri_escape(os.fspath(path))}?mode={mode}"
     vfs = sqlite_vfs(os.path.dirname(os.fspath(path)) or ".")
     return uri + f"&vfs={_uri_escape(vfs)}" if vfs else uri
 

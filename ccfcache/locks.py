@@ -366,6 +366,19 @@ class FileLock:
         self.release()
 
 
+def held_here(path: Path) -> bool:
+    """Whether this process holds the lock file at `path`."""
+    with _HEARTBEATS._wake:
+        return any(lock.path == path for lock in _HEARTBEATS._locks)
+
+
+def live_elsewhere(path: Path) -> bool:
+    """Whether the lock file at `path` is held, by another process, and not stale."""
+    if not path.exists() or held_here(path):
+        return False
+    return not is_stale(read_lock(path), path)
+
+
 def release_all_held() -> int:
     """Release every lock this process holds (an interrupted command about to exit at once,
     leaving its partial downloads to be resumed); returns how many were released."""

@@ -137,3 +137,36 @@ def test_an_untranslated_sqlite_error_after_the_index_was_replaced_says_so(tmp_p
     replaced = replaced_index_error(error)
     assert replaced is not None and "replaced" in str(replaced) and "again" in str(replaced)
     index.close()
+
+
+def test_no_index_is_created_where_a_doctor_rebuild_just_moved_one_aside(tmp_path) -> None:
+    """While another process holds doctor's rebuild lock, a command that finds no index does
+    not create one (doctor is about to move the old index's rollback journal to the backup:
+    a new index's live journal would go with it, its commit failing with 'disk I/O error', as
+    a clean-clone CI run of test_concurrent_doctor_rebuilds once did); it says doctor is
+    rebuilding. Once the lock is gone, an index is created as before."""
+    import subprocess
+    import sys
+
+    import pytest
+
+    from ccfcache.errors import CacheError
+    from ccfcache.index import REBUILD_LOCK, Index
+
+    locks = tmp_path / "locks"
+    locks.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
+         "from ccfcache.locks import FileLock; lock = FileLock(Path(sys.argv[1])); "
+         "assert lock.try_acquire(); print('held', flush=True); time.sleep(60)",
+         str(locks / REBUILD_LOCK)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(CacheError, match="doctor is rebuilding .* run the command again"):
+            Index(tmp_path / "index.sqlite")
+        assert not (tmp_path / "index.sqlite").exists()
+    finally:
+        holder.kill()
+        holder.communicate()  # (closes its stdout)
+    Index(tmp_path / "index.sqlite").close()  # (a dead holder's lock is stale at once here)
+    assert (tmp_path / "index.sqlite").exists()
