@@ -73,6 +73,20 @@ def _unusable(row: Row) -> str | None:
     return None
 
 
+def _dates(obs_date: str, analysis_date: str) -> tuple[str, str, list[str]]:
+    """The normalised dates (InvalidDate for a bad one) and the warning an analysis date
+    before the observation date deserves."""
+    obs = normalise_date(obs_date)
+    analysis = normalise_date(analysis_date)
+    warnings: list[str] = []
+    if analysis < obs:
+        warnings.append(
+            f"the analysis date {analysis} is earlier than the observation date {obs}: "
+            "calibration released after the analysis date is not used"
+        )
+    return obs, analysis, warnings
+
+
 def select_constituents(
     rows: Iterable[Row],
     obs_date: str,
@@ -87,14 +101,7 @@ def select_constituents(
     a key the rule needs, are skipped with a warning naming them. A group of the category with
     no candidate is left out with a warning. Raises InvalidDate for a malformed date argument.
     """
-    obs = normalise_date(obs_date)
-    analysis = normalise_date(analysis_date)
-    warnings: list[str] = []
-    if analysis < obs:
-        warnings.append(
-            f"the analysis date {analysis} is earlier than the observation date {obs}: "
-            "calibration released after the analysis date is not used"
-        )
+    obs, analysis, warnings = _dates(obs_date, analysis_date)
     wanted = category.strip()
     best: dict[tuple[str, str], tuple[tuple[Any, ...], Row] | None] = {}
     for row in rows:
@@ -167,14 +174,7 @@ class Ranking:
 
     def select(self, obs_date: str, analysis_date: str) -> Selection:
         """What `select_constituents` answers for these dates (InvalidDate for a bad one)."""
-        obs = normalise_date(obs_date)
-        analysis = normalise_date(analysis_date)
-        warnings: list[str] = []
-        if analysis < obs:
-            warnings.append(
-                f"the analysis date {analysis} is earlier than the observation date {obs}: "
-                "calibration released after the analysis date is not used"
-            )
+        obs, analysis, warnings = _dates(obs_date, analysis_date)
         warnings.extend(self.skipped)
         chosen = []
         for group, ranked in self.groups:

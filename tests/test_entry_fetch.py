@@ -4,12 +4,10 @@ anything else (other options, --help, `--`, repeats) goes to typer."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from test_entry_cif import _run  # the same two ways to run a command
 
 from ccfcache.entry import _fetch_arguments
 
@@ -35,14 +33,6 @@ def test_plain_fetch_arguments_are_taken(argv: list[str], expected: dict) -> Non
 ])
 def test_anything_else_goes_to_typer(argv: list[str]) -> None:
     assert _fetch_arguments(argv) is None
-
-
-def _run(args: list[str], root: Path, *, typer_path: bool) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CCFCACHE_")}
-    env["CCFCACHE_DIR"] = str(root)
-    command = ([sys.executable, "-c", "from ccfcache.cli import run; run()", *args]
-               if typer_path else ["ccfcache", *args])
-    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
 
 
 @pytest.mark.parametrize("args", [
