@@ -13,6 +13,7 @@ from ccfcache.demo.archive import Manifest
 from ccfcache.errors import InvalidHeader
 from ccfcache.headers import (
     BLOCK,
+    CARD,
     MAX_HEADER_BLOCKS,
     header_end,
     parse_header,
@@ -160,6 +161,28 @@ def test_header_end_multi_block() -> None:
     assert header_end(data) == 3 * BLOCK
     info = parse_header(data, "EPN_QUANTUMEF_0019.CCF")
     assert info["header_size"] == 3 * BLOCK and info["issue"] == 19
+
+
+def _end_by_cards(data: bytes) -> int | None:
+    """The definition, card by card: the first 80-byte card at a card boundary whose keyword
+    field is END followed by blanks."""
+    for offset in range(0, len(data) - CARD + 1, CARD):
+        if data[offset : offset + 3] == b"END" and data[offset + 3 : offset + 8] == b"     ":
+            return (offset // BLOCK + 1) * BLOCK
+    return None
+
+
+_PIECES = [b"END", b"END     ", b"END      x", b"ENDX    ", b" END    ", b"E", b" " * 77,
+           b"HISTORY ", b"'", b"x" * 80]
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(_PIECES), max_size=120), st.sampled_from([bytes, bytearray,
+                                                                        memoryview]))
+def test_header_end_agrees_with_the_card_by_card_definition(pieces: list[bytes],
+                                                             kind: type) -> None:
+    data = card("SIMPLE  =                    T") + b"".join(pieces)
+    assert header_end(kind(data)) == _end_by_cards(data)
 
 
 def test_header_end_too_many_blocks() -> None:
