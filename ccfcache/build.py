@@ -4,6 +4,7 @@ selected, make the per-CIF view folder, write the CIF, and record it (for pinnin
 from __future__ import annotations
 
 import json
+import operator
 import os
 import time
 import uuid
@@ -249,6 +250,17 @@ def _build_leased(index: Index, store: BlobStore, make_fetcher: Callable[[], Fet
 
 
 RECORD_AGAIN_S = 600.0  # an unchanged CIF built "now" is recorded again after this long
+# a CIF record's rows: these keys, from these fields
+_SUMMARY_KEYS = ("name", "version_id", "xxh3", "md5", "size")
+_SUMMARY_FIELDS = ("name", "id", "xxh3", "md5", "size")
+
+
+def _summary_values(rows: Sequence[Mapping[str, Any]]) -> Callable[[Any], tuple[Any, ...]]:
+    """What reads a record's values from each of `rows`: the attributes of typed rows (the
+    index's dataclasses, read at C speed), else the mapping's keys."""
+    typed = all(set(_SUMMARY_FIELDS) <= getattr(kind, "__dataclass_fields__", {}).keys()
+                for kind in {type(row) for row in rows})
+    return (operator.attrgetter if typed else operator.itemgetter)(*_SUMMARY_FIELDS)
 
 
 def record_cif(index: Index, path: Path, obs: str, anal: str, category: str, historical: bool,
@@ -257,9 +269,8 @@ def record_cif(index: Index, path: Path, obs: str, anal: str, category: str, his
     """Record a CIF in the index (replacing an older record of the same path). A rebuild that
     changes nothing (same rows, view, dates, pin) writes nothing: no write transaction on a
     warm build. A CIF built for analysis date "now" counts as unchanged for RECORD_AGAIN_S."""
-    summary = [{"name": r["name"], "version_id": r["id"], "xxh3": r["xxh3"], "md5": r["md5"],
-                "size": r["size"]} for r in rows]
-    text = json.dumps(summary)
+    text = json.dumps([dict(zip(_SUMMARY_KEYS, values, strict=True))
+                       for values in map(_summary_values(rows), rows)])
     old = index.cif_by_path(str(path))
     if old is not None:
         same = (old.obs_date, old.category, old.historical, old.rows,

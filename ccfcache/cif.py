@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import glob
 import os
 import struct
 import time
@@ -330,10 +329,19 @@ def _remove_stale_temporaries(path: Path) -> None:
     """Remove temporaries of earlier writes of `path` that were killed (older than an hour,
     so a concurrent writer's file is never touched)."""
     cutoff = time.time() - STALE_TEMPORARY_S
-    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+    prefix = f".{path.name}."  # `atomic.temporary_name`: .NAME.<hex>.tmp
+    try:  # (a scan of names: pathlib's glob compiled a pattern for every new CIF name)
+        with os.scandir(path.parent) as entries:
+            leftovers = [entry for entry in entries
+                         if entry.name.startswith(prefix) and entry.name.endswith(".tmp")
+                         and len(entry.name) >= len(prefix) + 4]
+    except OSError:
+        return
+    for leftover in leftovers:
         try:
-            if leftover.is_file() and leftover.stat().st_mtime < cutoff:
-                leftover.unlink()
+            if leftover.is_file(follow_symlinks=False) and leftover.stat(
+                    follow_symlinks=False).st_mtime < cutoff:
+                os.unlink(leftover.path)
         except OSError:
             pass
 

@@ -356,7 +356,8 @@ class Index:
                 f"the index {self.path} is unreadable ({exc}); run `ccfcache doctor`"
             ) from exc
         if not tables | {"versions_identity", "versions_content", "listing_validators",
-                         "versions_error", "listings_stale", "constituents_withdrawn"} <= found:
+                         "versions_error", "listings_stale", "constituents_withdrawn",
+                         "cifs_path"} <= found:
             return False
         columns = {r["name"] for r in self.query("PRAGMA table_info(listings)")}
         if "href" not in columns:  # added later: an older index gains it on first write open
@@ -568,6 +569,9 @@ class Index:
             ("", "listings_stale", "listings", "source, name", f"WHERE {_STALE_ROWS}"),
             ("", "constituents_withdrawn", "constituents", "name",
              "WHERE withdrawn_at IS NOT NULL"),
+            # a CIF's record by its path (every build asks; a pipeline's index holds thousands
+            # of records of ~10 KB each): a seek instead of a scan of them all
+            ("", "cifs_path", "cifs", "path", ""),
         ):
             self.conn.execute(
                 ensure.format(unique=unique, name=name, table=table, cols=cols, where=where)

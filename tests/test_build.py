@@ -226,3 +226,26 @@ def test_a_warm_build_opens_no_source(synced, tmp_path):
             "print('httpx' in sys.modules, c._sources is None)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "True"], out.stdout + out.stderr
+
+
+def test_a_record_is_found_by_its_path_with_a_seek(synced, tmp_path):
+    """Every build looks up its CIF's record by path, and a pipeline's index holds thousands
+    of records: an index on the path (an index made before it gains it on its next open)."""
+    from ccfcache.index import Index
+
+    out = tmp_path / "ccf.cif"
+    synced.cif(OBS, ANAL, out)
+    plan = synced.index.query("EXPLAIN QUERY PLAN SELECT * FROM cifs WHERE path = ?",
+                              (str(out),))
+    assert any("USING INDEX cifs_path" in row["detail"] for row in plan), plan
+    synced.close()
+    index = Index(synced.layout.db)
+    index.conn.execute("DROP INDEX cifs_path")
+    index.close()
+    index = Index(synced.layout.db)
+    try:
+        names = {r["name"] for r in index.query("SELECT name FROM sqlite_master")}
+        assert "cifs_path" in names
+        assert index.cif_by_path(str(out)) is not None
+    finally:
+        index.close()
