@@ -4,6 +4,9 @@ Retry-After and per-host caps against the real test server are in test_transport
 
 from __future__ import annotations
 
+import http.server
+import threading
+
 import httpx
 import pytest
 
@@ -88,3 +91,49 @@ def test_redirects_stay_on_the_sources_host(server) -> None:
                 pass
     finally:
         client.close()
+
+
+class _CookieServer(http.server.BaseHTTPRequestHandler):
+    """Sets a cookie on every answer and keeps the request headers it was sent."""
+
+    seen: list[dict[str, str]] = []
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+        type(self).seen.append(dict(self.headers.items()))
+        body = b"hello"
+        self.send_response(200)
+        self.send_header("Set-Cookie", "session=abc; Path=/")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+def test_requests_carry_the_policys_headers_and_no_cookie_a_server_set() -> None:
+    """Every request names ccfcache (User-Agent) and keeps the caller's headers; a server's
+    Set-Cookie is never sent back (no cookie jar: requests do not depend on earlier answers,
+    and a mirror cannot track the client)."""
+    _CookieServer.seen = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _CookieServer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/pub/"
+    client = HttpClient(url, timeout=10.0, policy=Policy(retries=0))
+    try:
+        for _ in range(2):
+            with client.request("GET", url, {"Accept-Encoding": "identity", "Range": "bytes=0-1"},
+                                what="listing") as response:
+                assert response.status_code == 200 and response.read() == b"hello"
+                assert str(response.url) == url
+    finally:
+        client.close()
+        server.shutdown()
+        server.server_close()
+    assert len(_CookieServer.seen) == 2
+    for headers in _CookieServer.seen:
+        lower = {key.lower(): value for key, value in headers.items()}
+        assert lower["user-agent"] == user_agent()
+        assert lower["accept-encoding"] == "identity" and lower["range"] == "bytes=0-1"
+        assert "cookie" not in lower
