@@ -5,6 +5,7 @@ Retry-After and per-host caps against the real test server are in test_transport
 from __future__ import annotations
 
 import http.server
+import os
 import threading
 
 import httpx
@@ -17,6 +18,7 @@ from ccfcache.httpclient import (
     describe,
     is_transport_failure,
     map_error,
+    needs_tls,
     user_agent,
 )
 from ccfcache.retry import Policy
@@ -137,3 +139,35 @@ def test_requests_carry_the_policys_headers_and_no_cookie_a_server_set() -> None
         assert lower["user-agent"] == user_agent()
         assert lower["accept-encoding"] == "identity" and lower["range"] == "bytes=0-1"
         assert "cookie" not in lower
+
+
+def _ca_count(client: HttpClient) -> int:
+    context = client.client._transport._pool._ssl_context  # type: ignore[attr-defined]
+    return int(context.cert_store_stats()["x509_ca"])
+
+
+def test_plain_http_loads_no_ca_certificates_unless_a_proxy_may_need_them(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading the CA certificates is ~0.1 CPU-s of every start: a plain-HTTP source without
+    a proxy makes no TLS connection and skips it; an https source, or any source while a
+    proxy is set (it may be an https proxy), verifies against the system's CAs."""
+    for key in [k for k in os.environ if k.lower().endswith("_proxy")]:
+        monkeypatch.delenv(key)
+    assert not needs_tls("http") and needs_tls("https")
+    assert needs_tls("http", {"HTTPS_PROXY": "https://proxy:3128"})
+    assert needs_tls("http", {"all_proxy": "http://proxy:3128"})
+    assert not needs_tls("http", {"NO_PROXY": "localhost"})
+    plain = HttpClient("http://127.0.0.1:9/pub/", timeout=5.0, policy=Policy(retries=0))
+    secure = HttpClient("https://127.0.0.1:9/pub/", timeout=5.0, policy=Policy(retries=0))
+    try:
+        assert _ca_count(plain) == 0
+        assert _ca_count(secure) > 0  # (this machine has CA certificates)
+    finally:
+        plain.close()
+        secure.close()
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    proxied = HttpClient("http://127.0.0.1:9/pub/", timeout=5.0, policy=Policy(retries=0))
+    try:
+        assert _ca_count(proxied) > 0
+    finally:
+        proxied.close()
