@@ -3,6 +3,7 @@ selected, make the per-CIF view folder, write the CIF, and record it (for pinnin
 
 from __future__ import annotations
 
+import functools
 import json
 import operator
 import os
@@ -26,13 +27,14 @@ if TYPE_CHECKING:
 
     from .exact import ExactFetch
     from .fetcher import Fetcher
-    from .index import Index
+    from .index import Index, PendingCif
     from .rows import CifEntry, Version
     from .store import BlobStore
 
 @dataclass
 class CifResult:
-    """A CIF that was built: where it is, its rows, and the environment SAS needs."""
+    """A CIF that was built: where it is, its rows, the environment SAS needs, and `cif_id`,
+    its record in the index (`ccfcache cifs`, `pin`)."""
 
     path: Path
     rows: list[Version]
@@ -40,8 +42,16 @@ class CifResult:
     analysis_date: str
     category: str
     view_dir: Path
-    cif_id: int
+    _record: int | Callable[[], int] = field(repr=False)  # the id, or what commits it
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def cif_id(self) -> int:
+        """The id of this CIF's record; asking commits an unpinned build's record still
+        queued (`Index.record_cif_soon`)."""
+        if not isinstance(self._record, int):
+            self._record = self._record()
+        return self._record
 
     @property
     def env(self) -> dict[str, str]:
@@ -244,8 +254,9 @@ def _build_leased(index: Index, store: BlobStore, make_fetcher: Callable[[], Fet
                   warnings=selection.warnings)
     except OSError as exc:
         raise SelectionError(f"cannot write the CIF {target}: {exc.strerror or exc}") from exc
-    cif_id = record_cif(index, target, obs, anal, category, historical, chosen, view, pin,
-                        anal_is_now=anal_is_now)
+    recorded = record_cif(index, target, obs, anal, category, historical, chosen, view, pin,
+                          anal_is_now=anal_is_now)
+    cif_id = recorded if isinstance(recorded, int) else functools.partial(index.cif_id, recorded)
     return CifResult(target, chosen, obs, anal, category, view, cif_id, selection.warnings)
 
 
@@ -265,13 +276,16 @@ def _summary_values(rows: Sequence[Mapping[str, Any]]) -> Callable[[Any], tuple[
 
 def record_cif(index: Index, path: Path, obs: str, anal: str, category: str, historical: bool,
                rows: Sequence[Mapping[str, Any]], view: Path, pin: bool, *,
-               anal_is_now: bool = False) -> int:
-    """Record a CIF in the index (replacing an older record of the same path). A rebuild that
-    changes nothing (same rows, view, dates, pin) writes nothing: no write transaction on a
-    warm build. A CIF built for analysis date "now" counts as unchanged for RECORD_AGAIN_S."""
+               anal_is_now: bool = False) -> int | PendingCif:
+    """Record a CIF in the index (replacing an older record of the same path): a pinned one
+    committed before this returns (its id), an unpinned one queued, committed within a second
+    (`Index.record_cif_soon`: prune needs no unpinned record). A rebuild that changes nothing
+    (same rows, view, dates, pin) writes nothing: no write transaction on a warm build. A CIF
+    built for analysis date "now" counts as unchanged for RECORD_AGAIN_S."""
     text = json.dumps([dict(zip(_SUMMARY_KEYS, values, strict=True))
                        for values in map(_summary_values(rows), rows)])
-    old = index.cif_by_path(str(path))
+    queued = index.queued_cif(str(path))
+    old = queued.record if queued is not None else index.cif_by_path(str(path))
     if old is not None:
         same = (old.obs_date, old.category, old.historical, old.rows,
                 old.view_dir, old.pinned) == (obs, category, int(historical), text,
@@ -279,18 +293,33 @@ def record_cif(index: Index, path: Path, obs: str, anal: str, category: str, his
         fresh = (old.analysis_date == anal or (
             anal_is_now and (old.created_at or 0) >= time.time() - RECORD_AGAIN_S))
         if same and fresh:
-            return old.id
-    import getpass
+            return queued if queued is not None else old.id
+    if pin:
+        return index.record_cif(
+            path=str(path), obs_date=obs, analysis_date=anal, category=category,
+            historical=historical, created_at=time.time(), host=_host(), user=_user(),
+            rows_json=text, view_dir=str(view), pinned=True)
+    return index.record_cif_soon(
+        path=str(path), obs_date=obs, analysis_date=anal, category=category,
+        historical=historical, created_at=time.time(), host=_host(), user=_user(),
+        rows_json=text, view_dir=str(view))
+
+
+@functools.cache
+def _host() -> str:
     import socket
 
+    return socket.gethostname()
+
+
+@functools.cache
+def _user() -> str:
+    import getpass
+
     try:
-        user = getpass.getuser()
+        return getpass.getuser()
     except (KeyError, OSError):
-        user = str(os.getuid())
-    return index.record_cif(
-        path=str(path), obs_date=obs, analysis_date=anal, category=category,
-        historical=historical, created_at=time.time(), host=socket.gethostname(), user=user,
-        rows_json=text, view_dir=str(view), pinned=pin)
+        return str(os.getuid())
 
 
 def env_for_cif(index: Index, store: BlobStore, make_fetcher: Callable[[], Fetcher],
@@ -330,8 +359,9 @@ def record_calindex(index: Index, store: BlobStore, make_fetcher: Callable[[], F
     path = Path(cif_path).expanduser().absolute()
     result, view = exact_view(index, store, make_fetcher, path, ensure_synced=ensure_synced)
     data = result.cif
-    return record_cif(index, path, data.obs_date or "", data.analysis_date or "",
-                      data.category or "", True, result.rows, view, pin)
+    recorded = record_cif(index, path, data.obs_date or "", data.analysis_date or "",
+                          data.category or "", True, result.rows, view, pin)
+    return recorded if isinstance(recorded, int) else index.cif_id(recorded)
 
 
 def list_cifs(index: Index) -> list[CifEntry]:

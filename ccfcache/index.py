@@ -19,12 +19,15 @@ Tables (see docs/layout.md):
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import random
 import sqlite3
+import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -67,6 +70,7 @@ MIF_DIGEST_PREFIX = "mif-"  # the header_digest of a version recorded from a Mas
 T = TypeVar("T")
 _NOT_YET: Any = object()  # a remembered key asked fewer times than its `after`
 TOUCH_INTERVAL_S = 600.0  # a use of a version is recorded at most this often
+CIF_RECORD_DELAY_S = 1.0  # an unpinned CIF's record is committed this long after its build
 BUSY_TIMEOUT_S = 60.0
 WRITE_RETRIES = 20
 
@@ -242,6 +246,32 @@ class GroupCommit:
 DownloadRecord = tuple[int, str, str, int, float, FetchedUnder]
 
 
+class PendingCif:
+    """A CIF record `Index.record_cif_soon` queued: `record` (its `id` 0), and the id of the
+    record at its path once committed (`Index.cif_id`)."""
+
+    __slots__ = ("record", "id")
+
+    def __init__(self, record: CifRecord) -> None:
+        self.record = record
+        self.id: int | None = None
+
+
+_QUEUED: weakref.WeakSet[Index] = weakref.WeakSet()  # indexes holding records not committed
+
+
+@atexit.register
+def _commit_queued_cifs() -> None:
+    """At exit, commit the CIF records still queued (an Index never closed); a failure is one
+    line on stderr (the CIFs are written; `ccfcache pin PATH` records one from its file)."""
+    for index in list(_QUEUED):
+        try:
+            index.commit_cifs()
+        except Exception as exc:  # (at exit: say it, never a traceback)
+            print(f"ccfcache: the records of CIFs built were not written to the index "
+                  f"{index.path}: {exc}", file=sys.stderr)
+
+
 class _Work:
     """One thread's statements in a group commit, and how that commit ended."""
 
@@ -330,6 +360,9 @@ class Index:
         self._memo: dict[Hashable, tuple[tuple[int, int], int, Any]] = {}
         self._unseen_changes = 0
         self._touched: dict[int, float] = {}
+        # CIF records queued by `record_cif_soon`, by path; the timer that commits them
+        self._queued_cifs: dict[str, PendingCif] = {}
+        self._cif_timer: threading.Timer | None = None
         if not readonly and not self._schema_ready():
             # only a new (or older) index takes the write lock on open
             with self._writing():
@@ -372,12 +405,20 @@ class Index:
         return bool(rows) and "WHERE" in str(rows[0]["sql"] or "").upper()
 
     def close(self) -> None:
-        """Close the connections."""
-        if self._identity is not None and _OPENED.get(self.path) == self._identity:
-            del _OPENED[self.path]
-        self.conn.close()
-        if self._records is not None:
-            self._records.close()
+        """Commit the CIF records still queued (`record_cif_soon`), close the connections."""
+        try:
+            self.commit_cifs()
+        finally:
+            with self._lock:
+                if self._cif_timer is not None:
+                    self._cif_timer.cancel()
+                    self._cif_timer = None
+                _QUEUED.discard(self)
+                if self._identity is not None and _OPENED.get(self.path) == self._identity:
+                    del _OPENED[self.path]
+                self.conn.close()
+                if self._records is not None:
+                    self._records.close()
 
     # -- transactions ---------------------------------------------------------------------
     @contextmanager
@@ -1166,46 +1207,151 @@ class Index:
         return "listed" if listed else "recovered"
 
     # -- CIFs -----------------------------------------------------------------------------
+    # A pinned CIF's record is committed before `record_cif` returns: prune keeps what pinned
+    # records name. An unpinned CIF's record tells prune nothing (prune keeps the contents of
+    # pinned CIFs and of leases, never those of a record alone): it is queued
+    # (`record_cif_soon`) and committed CIF_RECORD_DELAY_S later, with every record queued
+    # meanwhile (one transaction, not one `synchronous = FULL` commit per build), or when the
+    # index closes, the process exits, this process reads the `cifs` table or records a
+    # pinned CIF. A kill -9 before then loses those records, never the CIFs or the index.
     def record_cif(self, *, path: str, obs_date: str, analysis_date: str, category: str,
                    historical: bool, created_at: float, host: str, user: str, rows_json: str,
                    view_dir: str, pinned: bool) -> int:
-        """Record a CIF built (replacing an older record of the same path); its id."""
-        with self._writing():
-            before = self.conn.total_changes
-            self.conn.execute("DELETE FROM cifs WHERE path = ?", (path,))
-            cursor = self.conn.execute(
-                "INSERT INTO cifs (path, obs_date, analysis_date, category, historical, "
-                "created_at, host, user, rows, view_dir, pinned) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (path, obs_date, analysis_date, category, int(historical), created_at, host,
-                 user, rows_json, view_dir, int(pinned)))
-            cif_id = cursor.lastrowid
-            self._unseen_changes += self.conn.total_changes - before
-        assert cif_id is not None
+        """Record a CIF built (replacing an older record of the same path), committed before
+        this returns, with the records queued before it; its id."""
+        record = CifRecord(0, path, obs_date, analysis_date, category, int(historical),
+                           created_at, host, user, rows_json, view_dir, int(pinned))
+        with self._lock:
+            queued = [item for item in self._queued_cifs.values() if item.record.path != path]
+            with self._writing():
+                before = self.conn.total_changes
+                ids = [self._insert_cif(item.record, replace_newer=False) for item in queued]
+                cif_id = self._insert_cif(record, replace_newer=True)
+                self._unseen_changes += self.conn.total_changes - before
+            self._committed(queued, ids)
+            superseded = self._queued_cifs.pop(path, None)  # this record replaced it
+            if superseded is not None:
+                superseded.id = cif_id
         return cif_id
+
+    def record_cif_soon(self, *, path: str, obs_date: str, analysis_date: str, category: str,
+                        historical: bool, created_at: float, host: str, user: str,
+                        rows_json: str, view_dir: str) -> PendingCif:
+        """Queue the record of an unpinned CIF built (see above): committed within
+        CIF_RECORD_DELAY_S, never over a newer record of the same path written meanwhile
+        (by another process: e.g. `ccfcache pin PATH`)."""
+        self._refuse_readonly()
+        item = PendingCif(CifRecord(0, path, obs_date, analysis_date, category,
+                                    int(historical), created_at, host, user, rows_json,
+                                    view_dir, 0))
+        with self._lock:
+            self._queued_cifs[path] = item
+            _QUEUED.add(self)
+            if self._cif_timer is None:
+                timer = threading.Timer(CIF_RECORD_DELAY_S, self._commit_cifs_later)
+                timer.daemon = True  # (the process's exit commits: `_commit_queued_cifs`)
+                timer.start()
+                self._cif_timer = timer
+        return item
+
+    def queued_cif(self, path: str) -> PendingCif | None:
+        """The record queued for this path, not committed yet."""
+        with self._lock:
+            return self._queued_cifs.get(path)
+
+    def cif_id(self, item: PendingCif) -> int:
+        """The id of a queued record once committed (committing it now if it is not)."""
+        if item.id is None:
+            self.commit_cifs()
+        if item.id is None:  # (a record of its path committed since by this process)
+            found = self.cif_by_path(item.record.path)
+            item.id = found.id if found is not None else 0
+        return item.id
+
+    def commit_cifs(self) -> None:
+        """Commit the CIF records queued (one transaction); they stay queued if it fails."""
+        with self._lock:
+            queued = list(self._queued_cifs.values())
+            if not queued:
+                return
+            with self._writing():
+                before = self.conn.total_changes
+                ids = [self._insert_cif(item.record, replace_newer=False) for item in queued]
+                self._unseen_changes += self.conn.total_changes - before
+            self._committed(queued, ids)
+
+    def _committed(self, items: list[PendingCif], ids: list[int]) -> None:
+        for item, cif_id in zip(items, ids, strict=True):
+            item.id = cif_id
+            if self._queued_cifs.get(item.record.path) is item:
+                del self._queued_cifs[item.record.path]
+        if not self._queued_cifs:
+            _QUEUED.discard(self)
+            if self._cif_timer is not None:
+                self._cif_timer.cancel()
+                self._cif_timer = None
+
+    def _commit_cifs_later(self) -> None:
+        """The timer's commit (another thread); a failure keeps the records queued for the
+        next record, `close` or the process's exit (which say it)."""
+        with self._lock:
+            self._cif_timer = None
+            try:
+                self.commit_cifs()
+            except (CacheError, sqlite3.Error):
+                pass
+
+    def _insert_cif(self, record: CifRecord, *, replace_newer: bool) -> int:
+        """Write one CIF record (in a write transaction) over older records of its path; a
+        queued one (`replace_newer` False) not over a newer one: the id of the record kept."""
+        params: tuple[Any, ...] = (record.path,)
+        where = "path = ?"
+        if not replace_newer:
+            params, where = (record.path, record.created_at), "path = ? AND created_at <= ?"
+            newer = self.conn.execute(f"SELECT id FROM cifs WHERE path = ? AND NOT ({where}) "
+                                      "ORDER BY id DESC LIMIT 1",
+                                      (record.path, *params)).fetchone()
+            if newer is not None:
+                return int(newer[0])
+        self.conn.execute(f"DELETE FROM cifs WHERE {where}", params)
+        cursor = self.conn.execute(
+            "INSERT INTO cifs (path, obs_date, analysis_date, category, historical, "
+            "created_at, host, user, rows, view_dir, pinned) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (record.path, record.obs_date, record.analysis_date, record.category,
+             record.historical, record.created_at, record.host, record.user, record.rows,
+             record.view_dir, record.pinned))
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
 
     def cifs(self) -> list[CifRecord]:
         """Every recorded CIF, newest first."""
+        self.commit_cifs()
         return [CifRecord.from_mapping(r)
                 for r in self._rows("SELECT * FROM cifs ORDER BY created_at DESC, id DESC")]
 
     def cif_by_id(self, cif_id: int) -> CifRecord | None:
         """The recorded CIF with this id."""
+        self.commit_cifs()
         rows = self._rows("SELECT * FROM cifs WHERE id = ?", (cif_id,))
         return CifRecord.from_mapping(rows[0]) if rows else None
 
     def cif_by_path(self, path: str) -> CifRecord | None:
         """The recorded CIF written at this (absolute) path."""
+        if self.queued_cif(path) is not None:
+            self.commit_cifs()
         rows = self._rows("SELECT * FROM cifs WHERE path = ?", (path,))
         return CifRecord.from_mapping(rows[0]) if rows else None
 
     def pinned_cifs(self) -> list[CifRecord]:
         """The recorded CIFs that are pinned."""
+        self.commit_cifs()
         return [CifRecord.from_mapping(r)
                 for r in self._rows("SELECT * FROM cifs WHERE pinned = 1 ORDER BY id")]
 
     def set_cif_pinned(self, cif_id: int, pinned: bool) -> None:
         """Pin or unpin a recorded CIF."""
+        self.commit_cifs()
         with self._writing():
             before = self.conn.total_changes
             self.conn.execute("UPDATE cifs SET pinned = ? WHERE id = ?", (int(pinned), cif_id))
@@ -1238,6 +1384,7 @@ class Index:
 
     def recorded_cif_rows(self) -> list[CifRows]:
         """Each recorded CIF's id, path, pin and rows (JSON text: name, xxh3, ...)."""
+        self.commit_cifs()
         return [CifRows.from_mapping(r)
                 for r in self._rows("SELECT id, path, pinned, rows FROM cifs ORDER BY id")]
 

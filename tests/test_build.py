@@ -199,6 +199,7 @@ def test_a_warm_rebuild_that_changes_nothing_writes_nothing_to_the_index(synced,
 
     out = tmp_path / "ccf.cif"
     first = synced.cif(OBS, None, out)  # analysis date "now"
+    assert first.cif_id  # (its record committed now, not by the timer during the check)
     watcher = sqlite3.connect(synced.layout.db)
     try:
         before = watcher.execute("PRAGMA data_version").fetchone()[0]
