@@ -18,7 +18,7 @@ import xxhash
 
 from .dates import resolve_date
 from .errors import CacheError, SelectionError
-from .handover import hand_over, view_is_whole
+from .handover import hand_over, view_is_whole, whole_view
 from .leases import Lease
 from .select import Ranking, Selection, select_constituents
 
@@ -219,10 +219,12 @@ def _build_leased(index: Index, store: BlobStore, make_fetcher: Callable[[], Fet
     """The part of `build_cif` done under the lease on the chosen contents."""
     from .cif import write_cif
 
-    locate = store.locate  # (one stat per content stored already, no path object)
-    if all(v.xxh3 and v.md5 and locate(v.xxh3, v.size) is not None for v in chosen):
+    fetchers: list[Fetcher] = []
+    view = whole_view(store.layout.views / view_key(chosen), chosen, lease)
+    if view is not None:  # a warm build: every content stored and linked (a stat per row)
+        index.touch_used(chosen)
+    elif all(v.xxh3 and v.md5 and store.locate(v.xxh3, v.size) is not None for v in chosen):
         index.touch_used(chosen)  # all stored: no fetcher, no download module imported
-        fetchers: list[Fetcher] = []
     else:
         fetchers = [make_fetcher()]
         failures = fetchers[0].fetch_missing(chosen)
@@ -240,7 +242,9 @@ def _build_leased(index: Index, store: BlobStore, make_fetcher: Callable[[], Fet
             fetchers.append(make_fetcher())
         return fetchers[0]
 
-    view = hand_over(index, fetcher, chosen, lambda: _make_view(store, chosen), "CIF", lease)
+    if view is None:
+        view = hand_over(index, fetcher, chosen, lambda: _make_view(store, chosen), "CIF",
+                         lease)
     target = Path(out) if out else store.layout.cifs / f"ccf-{obs}-{anal}-{view.name}.cif"
     target = target.expanduser().absolute()
     params = {"calindexset": str(target), "fullpath": "yes" if fullpath else "no",

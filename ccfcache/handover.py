@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from .fetcher import Fetcher
     from .index import Index
     from .leases import Lease
+    from .rows import Version
 
 REFETCH_ROUNDS = 3  # a prune running alongside may remove what was just fetched again
 
@@ -36,6 +37,31 @@ def dangling_links(view: Path, names: list[str] | None = None) -> list[str]:
 def view_is_whole(view: Path, names: list[str] | None = None) -> bool:
     """True when `view` is a folder and every link in it (or every one of `names`) resolves."""
     return view.is_dir() and not dangling_links(view, names)
+
+
+def whole_view(view: Path, rows: Sequence[Version], lease: Lease) -> Path | None:
+    """`view`, when it can be handed out as it is: the lease holds every content of `rows`,
+    no prune is in progress (`hand_over`'s order), and each row's link in `view` leads to a
+    file of the row's size, so its content is stored and linked (one stat per row, through
+    the link: a warm build stated each blob, then each link to it). None when a content has
+    no hash yet or a link is missing, dangling or of another size: the caller then fetches
+    what is missing and makes the view (`hand_over`)."""
+    from .leases import wait_for_prune
+
+    if not all(row.xxh3 and row.md5 for row in rows):
+        return None
+    lease.hold(row.xxh3 for row in rows)
+    if lease.active:
+        wait_for_prune(lease.path.parent)
+    folder = os.fspath(view)
+    join, stat = os.path.join, os.stat
+    try:
+        for row in rows:
+            if stat(join(folder, row.name)).st_size != row.size:
+                return None
+    except OSError:  # (no view yet, a link dangling: the caller's path says what is wrong)
+        return None
+    return view
 
 
 def hand_over(index: Index, make_fetcher: Callable[[], Fetcher],

@@ -250,3 +250,24 @@ def test_a_record_is_found_by_its_path_with_a_seek(synced, tmp_path):
         assert index.cif_by_path(str(out)) is not None
     finally:
         index.close()
+
+
+def test_a_warm_build_stats_each_stored_file_once(synced, tmp_path, monkeypatch):
+    """A warm build checks each content through its link in the view (stored, linked and of
+    its size in one stat), not the blob and then the link to it."""
+    first = synced.cif(OBS, ANAL, tmp_path / "a.cif")
+    seen: list[str] = []
+    stat = os.stat
+
+    def counted(path, *args, **kwargs):
+        seen.append(os.fspath(path))
+        return stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", counted)
+    again = synced.cif(OBS, ANAL, tmp_path / "b.cif")
+    monkeypatch.undo()
+    assert again.view_dir == first.view_dir
+    into_store = [p for p in seen if f"{os.sep}views{os.sep}" in p
+                  or f"{os.sep}blobs{os.sep}" in p]
+    assert len(into_store) == len(again.rows), into_store[:3]
+    assert {os.path.basename(p) for p in into_store} == {r.name for r in again.rows}
