@@ -255,13 +255,38 @@ def _build_leased(index: Index, store: BlobStore, make_fetcher: Callable[[], Fet
         target.parent.mkdir(parents=True, exist_ok=True)
         write_cif(target, chosen, obs_date=obs, analysis_date=anal, category=category,
                   parameters=params, fullpath_dir=str(view) if fullpath else None, now=now,
-                  warnings=selection.warnings)
+                  warnings=selection.warnings,
+                  records=None if fullpath else _records(index, chosen, selection.warnings))
     except OSError as exc:
         raise SelectionError(f"cannot write the CIF {target}: {exc.strerror or exc}") from exc
     recorded = record_cif(index, target, obs, anal, category, historical, chosen, view, pin,
                           anal_is_now=anal_is_now)
     cif_id = recorded if isinstance(recorded, int) else functools.partial(index.cif_id, recorded)
     return CifResult(target, chosen, obs, anal, category, view, cif_id, selection.warnings)
+
+
+def _records(index: Index, rows: list[Version], warnings: list[str]) -> list[bytes]:
+    """The CALINDEX records of `rows` (`cif.row_records`), each made once per version while
+    the index does not change (`Index.remembered`): a pipeline's CIFs share most rows. A
+    batch with a value cut to fit its column (a warning) is made, and said, at every build."""
+    from .cif import row_records
+
+    made = index.remembered("cif records", dict[int, bytes])
+    if made is None:  # (not asked twice yet)
+        return row_records(rows, None, warnings)
+    missing = [row for row in rows if row.id not in made]
+    if missing:
+        cut: list[str] = []
+        try:
+            fresh = row_records(missing, None, cut)
+        except SelectionError:  # (said with the row's number in this CIF)
+            return row_records(rows, None, warnings)
+        if cut:
+            warnings.extend(cut)
+            known = dict(zip((row.id for row in missing), fresh, strict=True))
+            return [made.get(row.id) or known[row.id] for row in rows]
+        made.update(zip((row.id for row in missing), fresh, strict=True))
+    return [made[row.id] for row in rows]
 
 
 RECORD_AGAIN_S = 600.0  # an unchanged CIF built "now" is recorded again after this long

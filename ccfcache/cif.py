@@ -6,7 +6,7 @@ import functools
 import os
 import struct
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import attrgetter
@@ -298,13 +298,16 @@ def _table_header(count: int, header_values: dict[str, str]) -> bytes:
     return _header_bytes(cards)
 
 
-def _table_data(values: dict[str, list[Any]], count: int) -> bytes:
-    """The CALINDEX rows as big-endian FITS binary-table bytes, padded to whole blocks."""
+def row_records(rows: Sequence[Mapping[str, Any]], fullpath_dir: str | None = None,
+                warnings: list[str] | None = None) -> list[bytes]:
+    """Each row's CALINDEX record, big-endian as FITS lays it out (what `write_cif` writes
+    for it: validated, a header value too wide for its column cut, with a warning)."""
+    values = _column_values(list(rows), fullpath_dir, warnings)
     columns = [values[column.name] if column.tform in ("I", "J")
                else [text.encode("ascii") for text in values[column.name]]
                for column in CIF_COLUMNS]
     pack = _RECORD.pack
-    return _padded(b"".join(pack(*row) for row in zip(*columns, strict=True)))
+    return [pack(*row) for row in zip(*columns, strict=True)]
 
 
 def _primary_header(parameters: Mapping[str, str], creator: str, now: datetime | None) -> bytes:
@@ -368,10 +371,14 @@ def cif_bytes(
     fullpath_dir: str | None = None,
     now: datetime | None = None,
     warnings: list[str] | None = None,
+    records: Sequence[bytes] | None = None,
 ) -> bytes:
     """The bytes of a CIF listing `rows` (in the given order); see `write_cif`."""
     rows = list(rows)
-    values = _column_values(rows, fullpath_dir, warnings)
+    if records is None:
+        records = row_records(rows, fullpath_dir, warnings)
+    elif len(records) != len(rows):
+        raise ValueError(f"{len(records)} records for {len(rows)} rows")
     header_values = {
         "CATEGORY": category,
         "OBSVDATE": normalise_date(obs_date),
@@ -380,7 +387,7 @@ def cif_bytes(
     # the bytes astropy's HDUList.writeto would write (tests compare), without building HDUs:
     # a warm CIF build spent most of its time there
     return (_primary_header(parameters, creator or default_creator(), now)
-            + _table_header(len(rows), header_values) + _table_data(values, len(rows)))
+            + _table_header(len(rows), header_values) + _padded(b"".join(records)))
 
 
 def write_cif(
@@ -395,6 +402,7 @@ def write_cif(
     fullpath_dir: str | None = None,
     now: datetime | None = None,
     warnings: list[str] | None = None,
+    records: Sequence[bytes] | None = None,
 ) -> Path:
     """Write a CIF listing `rows` (in the given order) to `path`, atomically; return the path.
 
@@ -404,11 +412,12 @@ def write_cif(
     XPROC0 record; `now` fixes the DATE keyword (default: the current UTC time).
     Raises SelectionError for a FNAME that does not fit its column, InvalidDate for bad dates;
     other values too wide for their column are cut, with a message appended to `warnings`.
+    `records`: the rows' records made before (`row_records`, same `fullpath_dir`), if any.
     """
     target = Path(path)
     data = cif_bytes(rows, obs_date=obs_date, analysis_date=analysis_date, category=category,
                      parameters=parameters, creator=creator, fullpath_dir=fullpath_dir, now=now,
-                     warnings=warnings)
+                     warnings=warnings, records=records)
     try:
         _write_atomically(target, data)
     except OSError as error:

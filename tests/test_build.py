@@ -271,3 +271,27 @@ def test_a_warm_build_stats_each_stored_file_once(synced, tmp_path, monkeypatch)
                   or f"{os.sep}blobs{os.sep}" in p]
     assert len(into_store) == len(again.rows), into_store[:3]
     assert {os.path.basename(p) for p in into_store} == {r.name for r in again.rows}
+
+
+def test_a_pipelines_cifs_make_each_rows_record_once(synced, tmp_path, monkeypatch):
+    """CIFs built for many dates share most rows: while the index does not change, each
+    version's CALINDEX record is made once, and every CIF lists what a fresh write lists."""
+    import ccfcache.cif as cif
+
+    dates = ["2005-01-01T00:00:00", "2015-01-01T00:00:00", "2020-01-01T00:00:00"]
+    first = [synced.cif(obs, ANAL, tmp_path / f"first-{n}.cif") for n, obs in enumerate(dates)]
+    made: list[str] = []
+    row_records = cif.row_records
+
+    def counted(rows, *args, **kwargs):
+        made.extend(row["name"] for row in rows)
+        return row_records(rows, *args, **kwargs)
+
+    monkeypatch.setattr(cif, "row_records", counted)
+    again = [synced.cif(obs, ANAL, tmp_path / f"again-{n}.cif")
+             for n, obs in enumerate(dates * 2)]
+    assert len(made) == len(set(made))  # (those made by the first builds: not again)
+    assert set(made) <= {row.name for result in again for row in result.rows}
+    for before, after in zip(first * 2, again, strict=True):
+        assert read_cif(after.path).rows == read_cif(before.path).rows
+        assert after.path.read_bytes()[2880 * 2:] == before.path.read_bytes()[2880 * 2:]
