@@ -25,7 +25,7 @@ from typing import Any
 from .errors import CcfCacheError, InvalidName
 from .listing import ListingEntry
 from .names import parse_name
-from .select import _unusable, is_candidate
+from .select import _blank, _unusable, is_candidate
 
 Group = tuple[str, str]
 
@@ -196,7 +196,9 @@ class Outline:
     them. Made once while the index does not change (`Index.remembered`), it answers for any
     dates whether a selection needs a header read (`needs_reading`), as a new walk would."""
 
-    groups: dict[Group, list[tuple[int, list[Mapping[str, Any]]]]]
+    # per type, each name's unread count and the dates of its usable versions read:
+    # (category, valdate, subdate, evaldate or None when open-ended), what `Rule.valid` tests
+    groups: dict[Group, list[tuple[int, list[tuple[Any, Any, Any, Any]]]]]
     everything: bool
     whole: set[Group]
 
@@ -209,23 +211,37 @@ class Outline:
             walk._learn(version)  # (types whose headers contradict their names)
             if str(version.get("name")) in walk.by_name:
                 read.setdefault(str(version.get("name")), []).append(version)
-        return cls({group: [(entry.unread, read.get(entry.name, [])) for entry in members]
+        return cls({group: [(entry.unread, _dated(read.get(entry.name, [])))
+                             for entry in members]
                     for group, members in walk.groups.items()}, walk.everything,
                    set(walk.whole))
 
     def needs_reading(self, rule: Rule, groups: Iterable[Group] | None = None) -> bool:
         """`bool(Walk.plan(names, unread, versions, rule, groups=groups).to_read())`."""
         wanted = set(groups) if groups is not None else None
+        obs, anal, category, anything = (rule.obs, rule.anal, rule.category,
+                                         rule.ignore_category)
         for group, members in self.groups.items():
             if wanted is not None and group not in wanted and not self.everything:
                 continue
             whole = self.everything or group in self.whole
-            for unread, versions in members:
+            for unread, dated in members:
                 if unread:
                     return True
-                if not whole and any(rule.valid(version) for version in versions):
+                if not whole and any(  # `Rule.valid`, on the dates kept (a warm build's walk)
+                        (anything or kind == category) and valdate <= obs
+                        and subdate <= anal and (end is None or end >= obs)
+                        for kind, valdate, subdate, end in dated):
                     break  # a valid issue: the names below it cannot win
         return False
+
+
+def _dated(versions: list[Mapping[str, Any]]) -> list[tuple[Any, Any, Any, Any]]:
+    """What `Rule.valid` reads of each version it can find valid: the category, VALDATE,
+    SUBDATE and the end of validity (None when open-ended); unusable versions left out."""
+    return [(row.get("category"), row["valdate"], row["subdate"],
+             None if _blank(row.get("evaldate")) else row.get("evaldate"))
+            for row in versions if _unusable(row) is None]
 
 
 def read_on_demand(
