@@ -5,7 +5,8 @@ each route (`RouteBook`): routes that failed recently wait out a cool-down (grow
 consecutive failures) behind the healthy ones; among healthy routes a clearly faster one
 (recent download throughput, 1.5x or more) goes first; the rest take turns by name, which
 spreads header reads and downloads over the routes. `alike` and `group_routes` decide which
-listing entries of different hosts are the same file, so its header is read once.
+listing entries (of mirrors, or of one host's two folders) are the same file, so its header
+is read once.
 
 The bytes are never trusted to the route: a download must match the header read at sync and
 the content hash when known (fetcher.py), or the next route is tried.
@@ -15,9 +16,8 @@ from __future__ import annotations
 
 import threading
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from urllib.parse import urlsplit
 
 from .listing import ListingEntry
 
@@ -101,11 +101,6 @@ class RouteBook:
 BOOK = RouteBook()  # one per process: every Cache and worker learns from the same routes
 
 
-def host_of(url: str) -> str:
-    """The host (with port) a source URL reaches; an S3 URL's bucket for s3://."""
-    return urlsplit(url).netloc.lower() or url
-
-
 def alike(a: ListingEntry, b: ListingEntry) -> bool:
     """True when two listings most likely show the same file: equal exact sizes, or an exact
     size that the other listing's rounded size shows ('82K'), or equal rounded sizes with the
@@ -122,16 +117,17 @@ def alike(a: ListingEntry, b: ListingEntry) -> bool:
 
 
 def group_routes(to_read: Sequence[tuple[str, ListingEntry]],
-                 host: Callable[[str], str] = host_of) -> list[list[tuple[str, ListingEntry]]]:
-    """Group (source, entry) pairs whose header one read can serve: the same name on sources
-    of different hosts, listed alike. Pairs on one host (ESA's full and valid folders) stay
-    apart, as do entries that differ. Order follows `to_read` (pure)."""
+                 ) -> list[list[tuple[str, ListingEntry]]]:
+    """Group (source, entry) pairs whose header one read can serve: the same name listed
+    alike by several sources, on other hosts (mirrors) or on the same one (ESA's full and
+    valid folders list 131 of a cold CIF's names both: read once, not twice). Entries that
+    differ stay apart. Order follows `to_read` (pure)."""
     groups: list[list[tuple[str, ListingEntry]]] = []
     by_name: dict[str, list[int]] = {}
     for src, entry in to_read:
         for index in by_name.get(entry.name, []):
             group = groups[index]
-            if all(host(s) != host(src) and alike(e, entry) for s, e in group):
+            if all(alike(e, entry) for _, e in group):
                 group.append((src, entry))
                 break
         else:

@@ -222,7 +222,7 @@ def test_server_ignoring_range_still_reads_headers(cache, server, archive: Manif
     assert row["subdate"] == archive.entries[XRT3].subdate
     assert row["size"] == archive.entries[XRT3].size
     gets = [p for m, p, _ in server.request_log if m == "GET" and p.endswith("/" + XRT3)]
-    assert len(gets) == 2  # one per source, no second request for more blocks
+    assert len(gets) == 1  # one for both folders, no second request for more blocks
 
 
 def test_file_url_source_and_unreadable_header(tmp_path, archive: Manifest):

@@ -4,6 +4,7 @@ the other, and every content is downloaded whole once."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,3 +70,32 @@ def test_a_route_down_mid_fetch_is_left_for_the_other(mirrors, archive, tmp_path
         assert BOOK.snapshot()[one.url(FULL)].failures >= 1
         tried_one = sum(one.counts(name).gets > 0 for name in fetched)
         assert tried_one < len(fetched)  # once failing, route one went last
+
+
+# --- one host's two folders (ESA's full and valid sets, the default sources) -----------------
+
+
+def header_reads(server: ArchiveServer) -> Counter[str]:
+    """How many Range reads from the first byte each name had, over all its paths."""
+    return Counter(path.rpartition("/")[2] for method, path, asked in server.request_log
+                   if method == "GET" and asked and asked.startswith("bytes=0-"))
+
+
+def test_a_name_in_both_esa_folders_has_its_header_read_once(cache, server, archive,
+                                                            tmp_path) -> None:
+    """The valid folder lists copies of names the full folder lists too: a cold CIF and a
+    full sync read each name's header once (they read the valid set's names twice before)."""
+    valid = set(archive.valid_names())
+    result = cache.cif(OBS, ANAL, tmp_path / "ccf.cif")
+    reads = header_reads(server)
+    assert result.rows and valid & set(reads)  # the walk read names of both folders
+    assert max(reads.values()) == 1, reads.most_common(3)
+    server.reset_counts()
+    report = cache.sync()
+    assert report.failures == [] and report.header_errors == []
+    reads = header_reads(server)
+    assert max(reads.values()) == 1, reads.most_common(3)
+    listed = {row["source"] for row in cache.index.query(
+        "SELECT DISTINCT source FROM listings WHERE name IN (SELECT name FROM listings "
+        "GROUP BY name HAVING COUNT(*) = 2)")}
+    assert len(listed) == 2  # both folders still list them, each with its own listing row

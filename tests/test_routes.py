@@ -15,7 +15,6 @@ from ccfcache.routes import (
     alike,
     cooldown,
     group_routes,
-    host_of,
     rank_routes,
 )
 
@@ -75,7 +74,7 @@ def test_group_routes() -> None:
     groups = group_routes([(A, x), (B, x), (C, x), (A, y), (B, entry(size=11, name=y.name)),
                            (full, x), (valid, x)])
     assert [[src for src, _ in group] for group in groups] == [
-        [A, B, C, full], [A], [B], [valid]]  # one host's two folders stay apart
+        [A, B, C, full, valid], [A], [B]]  # one host's two folders too: read once
 
 
 def test_cooldown_doubles_from_five_seconds_up_to_its_cap() -> None:
@@ -125,8 +124,3 @@ def test_route_book_counts_every_failure_of_concurrent_workers() -> None:
         thread.join()
     assert book.snapshot()[B].failures == 800
 
-
-def test_host_of() -> None:
-    assert host_of("http://Example.ORG:8080/ccf/") == "example.org:8080"
-    assert host_of("s3://c-bucket/ccf/") == "c-bucket"
-    assert host_of("/local/folder") == "/local/folder"

@@ -446,7 +446,9 @@ def test_a_file_rewritten_in_place_behind_apaches_validators_is_found(tmp_path, 
     for folder in (root / "full", root / "valid"):
         os.utime(folder, (stamp, stamp))  # an archive not changed within the last second
     with ArchiveServer(esa_mounts(root)) as running:
-        urls = [running.url("/pub/ccf/constituents/"), running.url("/pub/ccf/valid_constituents/")]
+        # one folder: with two, the valid folder's listing shares the full one's header read
+        # (no ETag of its own), so a fetch may take the new bytes from it without a failure
+        urls = [running.url("/pub/ccf/constituents/")]
         with Cache(tmp_path / "cache", sources=urls, workers=4) as cache:
             cache.sync()
             for path in _copies(root, name):
