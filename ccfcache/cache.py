@@ -376,6 +376,21 @@ class Cache:
             )
         return rows[0]
 
+    def _current_versions(self, names: list[str]) -> list[Version]:
+        """`current_version` of each name, those listed and read answered by two queries
+        for all (a query per name kept the downloads waiting); the others (unread, unknown,
+        withdrawn) one by one as `current_version` does."""
+        canonical = [canonical_name(n) for n in names]
+        found: dict[str, Version] = {}
+        if len(canonical) > 1:
+            wanted = sorted(set(canonical))
+            unread = {row.name for row in self.index.unread_listings(wanted)}
+            for start in range(0, len(wanted), 500):
+                for version in self.index.current_versions(wanted[start:start + 500]):
+                    if version.name not in unread:
+                        found.setdefault(version.name, version)  # newest first per name
+        return [found.get(n) or self.current_version(n) for n in canonical]
+
     def _index_stamp(self) -> tuple[Any, ...]:
         """What changes whenever any process writes an index this cache reads."""
         stamp: list[tuple[int, int, int] | None] = []
@@ -414,7 +429,7 @@ class Cache:
         """Fetch the current content of each name (in parallel); return their paths."""
         from .errors import FetchError
 
-        versions = [self.current_version(n) for n in names]
+        versions = self._current_versions(names)
         paths, failures = self.fetcher().fetch_many(versions)
         if failures:
             first = next(iter(failures.values()))

@@ -76,7 +76,13 @@ def another_state(fetched: FetchedUnder | None, source: str, now: Validators) ->
     return modified is not None and fetched.at is not None and modified > fetched.at
 
 
-def _header_matches(partial: Path, version: Version) -> bool:
+def _header_matches(partial: Path, version: Version, hasher: StreamHasher | None = None
+                    ) -> bool:
+    """Whether a download begins with the primary header read at sync: from what the hasher
+    saw of its first bytes, else read from the partial file."""
+    seen = hasher.head_digest() if hasher is not None else None
+    if seen is not None:
+        return seen == version.header_digest
     size = int(version.header_size or 0)
     with open(partial, "rb") as handle:
         data = handle.read(size)
@@ -167,25 +173,35 @@ class Fetcher:
             raise readonly_fetch_error(self.store.layout.root, missing[0].name)
         if missing and offline():
             raise OfflineError(missing_offline([v.name for v in missing]))
+        recorded: set[int] = set()
         if missing:
             total = sum(int(v.size) for v in missing)
             self.progress.start(f"fetching {len(missing)} files", total, "bytes")
             with downloading():
-                self._fetch_all(missing, paths, failures, exact)
+                self._fetch_all(missing, paths, failures, exact, recorded)
             self.progress.finish()
-        self._touch([v for v in versions if v.id in paths])
+        # (a download's record says it was used now: no second write transaction for it)
+        self._touch([v for v in versions if v.id in paths and v.id not in recorded])
         return paths, failures
 
     def _fetch_all(self, missing: list[Version], paths: dict[int, Path],
-                   failures: dict[int, str], exact: bool = False) -> None:
+                   failures: dict[int, str], exact: bool = False,
+                   recorded_ids: set[int] | None = None) -> None:
         """Fetch `missing` in parallel; their index records are committed by a `_Recorder`
         while the download threads go on. An interrupt (KeyboardInterrupt in the calling
         thread, e.g. Ctrl-C in a program using the API) cancels the queued downloads, stops
         the running ones (their partials stay, resumable), commits the records of those
-        already published and releases the locks, then goes on."""
+        already published and releases the locks, then goes on. The versions whose
+        download this recorded go into `recorded_ids`."""
         recorder = _Recorder(self.index)
-        pool = ThreadPoolExecutor(max_workers=max(1, min(self.workers, len(missing))))
-        futures = {pool.submit(self._fetch, v, exact=exact, recorder=recorder): v
+        routes = self.index.download_routes_of([v.id for v in missing])
+        threads = max(1, min(self.workers, len(missing)))
+        pool = ThreadPoolExecutor(max_workers=threads)
+        publisher = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ccfcache-publish")
+        recorded_ids = set() if recorded_ids is None else recorded_ids
+        futures = {pool.submit(self._fetch, v, exact=exact, recorder=recorder,
+                               routes=routes.get(v.id), publisher=publisher,
+                               recorded=recorded_ids): v
                    for v in missing}
         recorded: dict[Future[Path], Version] = {}
         try:
@@ -205,9 +221,11 @@ class Fetcher:
             pool.shutdown(wait=False, cancel_futures=True)
             if isinstance(exc, KeyboardInterrupt):
                 stop_downloads(f for f in futures if not f.done())
+            publisher.shutdown(wait=True)  # (an fsync and a link each: short)
             recorder.close()
             raise
         pool.shutdown(wait=True)
+        publisher.shutdown(wait=True)  # every download is published and handed on
         recorder.close()
         for record, version in recorded.items():
             try:
@@ -229,10 +247,15 @@ class Fetcher:
         return got
 
     def _fetch(self, version: Version, *, repair: bool = False, exact: bool = False,
-               recorder: _Recorder | None = None) -> Path | Future[Path]:
+               recorder: _Recorder | None = None, routes: list[ListingSource] | None = None,
+               publisher: ThreadPoolExecutor | None = None, recorded: set[int] | None = None
+               ) -> Path | Future[Path]:
         """`fetch_one`; with a `recorder`, a download's index record and content lock are
         handed to it, and the path comes as a Future that ends once the record is
-        committed."""
+        committed. With a `publisher` too, the fsync and the link of the bytes are its
+        work (the connection goes on to the next download meanwhile), and the record is
+        handed on once they are done. `routes`: the version's, read before (else now).
+        A version whose download this records goes into `recorded`."""
         if version.header_error:
             raise FetchError(f"{version.name}: {version.header_error}")
         lock = content_lock(self.store.layout.locks, version)
@@ -254,16 +277,26 @@ class Fetcher:
             current = self.index.version(version.id)
         handed = False
         try:
-            current, routes = self.index.version_routes(version.id)
+            if routes is None:
+                current, routes = self.index.version_routes(version.id)
+            else:  # (read again: another process may have fetched it meanwhile)
+                current = self.index.version(version.id)
             path = None if repair else self.local_path(current)
             if path is not None:
                 return path
-            info, fetched = self._download(current, routes, repair=repair, exact=exact)
+            if recorder is None:
+                publisher = None
+            info, fetched, published = self._download(current, routes, repair=repair,
+                                                       exact=exact, publisher=publisher)
+            if recorded is not None:
+                recorded.add(version.id)
             if recorder is not None and (current.xxh3 is None or info.xxh3 == current.xxh3):
                 handed = True
                 return recorder.submit((current.id, info.xxh3, info.md5, info.size,
                                         time.time(), fetched), lock,
-                                       self.store.path(info.xxh3))
+                                       self.store.path(info.xxh3), after=published)
+            if published is not None:
+                published.result()
             self._record(current, info, fetched)
             return self.store.path(info.xxh3)
         finally:
@@ -271,9 +304,12 @@ class Fetcher:
                 lock.release()
 
     def _download(self, version: Version, rows: list[ListingSource], *, repair: bool = False,
-                  exact: bool = False) -> tuple[BlobInfo, FetchedUnder]:
+                  exact: bool = False, publisher: ThreadPoolExecutor | None = None
+                  ) -> tuple[BlobInfo, FetchedUnder, Future[Path] | None]:
         """Download and publish a version's bytes from the first of its routes (`rows`) that
-        gives them; what they turned out to be and where they came from (not recorded)."""
+        gives them; what they turned out to be and where they came from (not recorded).
+        With a `publisher`, the bytes are checked here and published there: the Future of
+        that (None when published already)."""
         name = version.name
         usable = [(r.source, r.etag, r.href or name) for r in rows if r.source in self.sources]
         if not usable:
@@ -297,11 +333,12 @@ class Fetcher:
                 policy = replace(policy, retries=min(policy.retries, 1))
             started = time.monotonic()
             try:
-                hasher = StreamHasher()
+                hasher = StreamHasher(head=int(version.header_size or 0))
                 got = download(transport, name, partial, size,
                                Validators(etag=etags[url], size=size), hasher, policy=policy,
                                remote=hrefs[url])
-                if not is_from_mif(version) and not _header_matches(partial.path, version):
+                if not is_from_mif(version) and not _header_matches(partial.path, version,
+                                                                    hasher):
                     partial.discard()
                     raise ChangedOnServerError(
                         f"{name}: the bytes on {url} differ from the header read at sync "
@@ -311,10 +348,15 @@ class Fetcher:
                 # server says the file changed since (repair never: it restores the known)
                 renewed = (not repair and not exact and version.xxh3 is not None
                            and another_state(version.fetched_under(), url, got))
-                info = self.store.publish(
+                info = self.store.verify(
                     partial.path, size, None if renewed else version.xxh3, streamed=hasher,
-                    expected_md5=version.md5 if is_from_mif(version) else None,
-                    replace=repair)
+                    expected_md5=version.md5 if is_from_mif(version) else None)
+                published = None
+                if publisher is None:
+                    self.store.publish_verified(partial.path, info, replace=repair)
+                else:
+                    published = publisher.submit(self.store.publish_verified, partial.path,
+                                                 info, replace=repair)
             except CcfCacheError as exc:
                 BOOK.failure(url, time.time())
                 errors.append(str(exc))
@@ -324,7 +366,7 @@ class Fetcher:
                     self.index.forget_listing_validators(url)
                 continue
             BOOK.success(url, size, time.monotonic() - started)
-            return info, FetchedUnder(url, got.etag, got.last_modified, time.time())
+            return info, FetchedUnder(url, got.etag, got.last_modified, time.time()), published
         raise FetchError(errors[-1] if len(errors) == 1 else "; ".join(errors))
 
     def _record(self, version: Version, info: BlobInfo, fetched: FetchedUnder) -> None:
@@ -353,17 +395,39 @@ class _Recorder:
                                         daemon=True)
         self._thread.start()
 
-    def submit(self, record: DownloadRecord, lock: FileLock, path: Path) -> Future[Path]:
-        """Commit `record`, then release `lock`; the Future gives `path`, or the error."""
+    def submit(self, record: DownloadRecord, lock: FileLock, path: Path, *,
+               after: Future[Path] | None = None) -> Future[Path]:
+        """Commit `record`, then release `lock`; the Future gives `path`, or the error. With
+        `after` (the publishing of the bytes), once that is done; if it failed, the lock
+        is released and nothing recorded."""
         future: Future[Path] = Future()
-        item = (record, lock, path, future)
+        if after is None:
+            self._enqueue((record, lock, path, future))
+        else:
+            after.add_done_callback(lambda done: self._published(done, (record, lock, path,
+                                                                        future)))
+        return future
+
+    def _published(self, done: Future[Path],
+                   item: tuple[DownloadRecord, FileLock, Path, Future[Path]]) -> None:
+        error = done.exception()
+        if error is None:
+            self._enqueue(item)
+            return
+        _, lock, _, future = item
+        try:
+            lock.release()
+        except OSError:
+            pass  # a lock file that cannot be removed is found stale by its heartbeat
+        future.set_exception(error)
+
+    def _enqueue(self, item: tuple[DownloadRecord, FileLock, Path, Future[Path]]) -> None:
         with self._wake:
             if not self._closed:
                 self._pending.append(item)
                 self._wake.notify()
-                return future
+                return
         self._commit([item])  # a download that ended after an interrupt closed the recorder
-        return future
 
     def close(self) -> None:
         """Commit every record submitted, release their locks, and stop."""

@@ -793,6 +793,25 @@ class Index:
                               "WHERE version_id = ? ORDER BY source", (version_id,))
         return [ListingSource(r["source"], r["etag"], r["href"]) for r in rows]
 
+    def download_routes_of(self, version_ids: list[int]) -> dict[int, list[ListingSource]]:
+        """`download_routes` of many versions, read together (by version id; a version no
+        source lists has no entry)."""
+        found: dict[int, list[ListingSource]] = {}
+        for start in range(0, len(version_ids), 500):
+            chunk = version_ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            try:
+                rows = self._rows("SELECT version_id, source, etag, href FROM listings WHERE "
+                                  f"version_id IN ({marks}) ORDER BY source", tuple(chunk))
+            except sqlite3.OperationalError:  # an index from before href, opened read-only
+                rows = self._rows("SELECT version_id, source, etag, NULL AS href FROM listings"
+                                  f" WHERE version_id IN ({marks}) ORDER BY source",
+                                  tuple(chunk))
+            for r in rows:
+                found.setdefault(r["version_id"], []).append(
+                    ListingSource(r["source"], r["etag"], r["href"]))
+        return found
+
     def version_routes(self, version_id: int) -> tuple[Version, list[ListingSource]]:
         """One version by id and its download routes, read together: one wait for the
         connection, which download threads share with the commits of other downloads."""

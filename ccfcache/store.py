@@ -45,17 +45,23 @@ class BlobInfo:
 
 
 class StreamHasher:
-    """xxh3-128 and MD5 of a byte stream, in one pass."""
+    """xxh3-128 and MD5 of a byte stream, in one pass; with `head`, also the xxh3-128 of its
+    first `head` bytes (a download's primary header, checked against the one read at sync
+    without reading the file again)."""
 
-    def __init__(self) -> None:
+    def __init__(self, head: int = 0) -> None:
+        self._head = head
         self._reset()
 
     def _reset(self) -> None:
         self.xxh3 = xxhash.xxh3_128()
         self.md5 = hashlib.md5(usedforsecurity=False)
+        self.head = xxhash.xxh3_128()
         self.size = 0
 
     def update(self, chunk: bytes) -> None:
+        if self.size < self._head:
+            self.head.update(chunk[:self._head - self.size])
         self.xxh3.update(chunk)
         self.md5.update(chunk)
         self.size += len(chunk)
@@ -70,6 +76,10 @@ class StreamHasher:
                     if not chunk:
                         break
                     self.update(chunk)
+
+    def head_digest(self) -> str | None:
+        """The xxh3-128 of the first `head` bytes; None when fewer have been seen."""
+        return self.head.hexdigest() if self._head and self.size >= self._head else None
 
     def result(self) -> BlobInfo:
         return BlobInfo(self.xxh3.hexdigest(), self.md5.hexdigest(), self.size)
@@ -204,6 +214,16 @@ class BlobStore:
         The temporary file is removed whether or not publishing succeeds with new bytes;
         a size or hash mismatch raises FetchError and publishes nothing.
         """
+        info = self.verify(partial, expected_size, expected_xxh3, streamed, expected_md5)
+        self.publish_verified(partial, info, replace=replace)
+        return info
+
+    def verify(self, partial: Path, expected_size: int, expected_xxh3: str | None = None,
+               streamed: StreamHasher | None = None, expected_md5: str | None = None
+               ) -> BlobInfo:
+        """`publish`'s checks alone: what a complete temporary file is (hashed while
+        streaming, else read again), checked as `publish` says; on a mismatch the file is
+        removed and FetchError raised. What passes is for `publish_verified`."""
         try:
             if streamed is not None and streamed.size == os.path.getsize(partial):
                 info = streamed.result()  # hashed while streaming: no second read
@@ -234,7 +254,6 @@ class BlobStore:
                 f"File says {expected_md5}; not stored (run `ccfcache sync` to index the "
                 "server's current file)"
             )
-        self.publish_verified(partial, info, replace=replace)
         return info
 
     def publish_verified(self, partial: Path, info: BlobInfo, *, replace: bool = False) -> Path:
