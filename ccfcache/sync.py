@@ -3,7 +3,6 @@ new or changed constituents (Range requests, concurrently) without downloading t
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
@@ -139,6 +138,14 @@ def _version_fields(name: str, head: Head) -> dict[str, Any]:
     return fields
 
 
+def _median(values: list[float]) -> float:
+    """The median, as `statistics.median` gives it (the mean of the two middle values of an
+    even count), without importing statistics and fractions on every command's start."""
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
 class InFlight:
     """How many header reads to keep in flight: a decision from latencies only (pure).
 
@@ -170,7 +177,7 @@ class InFlight:
             self._window.append(seconds if self.latency else 0.0)
         if len(self._window) + self._failed < self.limit:
             return
-        median = statistics.median(self._window) if self._window else None
+        median = _median(self._window) if self._window else None
         baseline = self.baseline
         if baseline is None and median is not None:
             self.baseline = baseline = median
