@@ -347,9 +347,10 @@ class PartialMeta:
 class Partial:
     """One download in progress: `tmp/<key>.part` and its validators in `<key>.part.json`.
 
-    The validators are written (atomically) before the first byte of a fresh download and
-    removed before its bytes are truncated, so any partial with readable validators holds
-    only bytes of the file those validators describe.
+    The validators are written before the first byte of a fresh download (in place: a
+    write cut short is unreadable, which discards the partial) and removed before its bytes
+    are truncated, so any partial with readable validators holds only bytes of the file
+    those validators describe.
     """
 
     def __init__(self, path: Path) -> None:
@@ -384,12 +385,18 @@ class Partial:
         return have, meta
 
     def begin(self, meta: PartialMeta) -> BinaryIO:
-        """Start the partial afresh for the file `meta` describes; an open, empty file."""
-        _discard(self.meta_path)  # first: no moment where old bytes sit under new validators
+        """Start the partial afresh for the file `meta` describes; an open, empty file.
+
+        Old bytes lose their validators before they are truncated (no moment where they
+        sit under new ones); the new validators are written in place before the first byte
+        (a write cut short is unreadable JSON: the partial is then started over). Where no
+        partial is, nothing is removed first: a download's only changes to the shared tmp/
+        folder are its two files (each change there waits for the others')."""
+        if os.path.lexists(self.path):
+            _discard(self.meta_path)
         handle = open_partial(self.path, append=False)
         try:
-            self.meta_path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(self.meta_path, meta.as_json().encode())
+            _write_meta(self.meta_path, meta.as_json().encode())
         except BaseException:
             handle.close()
             raise
@@ -403,6 +410,21 @@ class Partial:
         """Remove the partial and its validators."""
         _discard(self.path)
         _discard(self.meta_path)
+
+
+def _write_meta(path: Path, data: bytes) -> None:
+    """Write a partial's validators in place, never through a symlink planted there."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    flags |= getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        os.unlink(path)  # a symlink: removed, never followed
+        fd = os.open(path, flags | os.O_EXCL, 0o644)
+    with os.fdopen(fd, "wb", buffering=0) as handle:
+        write_all(handle, data)
 
 
 def partial_size(partial: Path) -> int:

@@ -111,3 +111,50 @@ def test_index_reads_do_not_grow_per_file(synced, archive: Manifest) -> None:
     finally:
         cache.index.conn.set_trace_callback(None)
     assert eight - two <= 6, (two, eight)  # six more files: at most one read each
+
+
+def test_a_fresh_download_changes_tmp_only_by_its_two_files(synced, archive: Manifest,
+                                                            monkeypatch) -> None:
+    """A fresh download creates its partial and its validators in tmp/ and removes both
+    once published: no removal of validators that are not there, no temporary file
+    renamed over them (each change to the shared tmp/ folder waits for the others'). Fails
+    with a removal and a rename more per download."""
+    import os
+
+    cache = synced
+    cache.settings.workers = 1
+    tmp = str(Path(cache.layout.root) / "tmp")
+    changes: list[str] = []
+    for call in ("unlink", "replace", "rename"):
+        real = getattr(os, call)
+
+        def counted(src, *args, _real=real, _call=call, **kwargs):
+            if str(src).startswith(tmp):
+                changes.append(f"{_call} {Path(src).name}")
+            return _real(src, *args, **kwargs)
+
+        monkeypatch.setattr(os, call, counted)
+    name = sorted(archive.full_names())[0]
+    path = cache.fetch([name])[name]
+    assert path.name == cache.current_version(name).xxh3
+    assert len(changes) == 2, changes  # the partial and its validators, once published
+    assert not list(Path(tmp).iterdir())
+
+
+def test_validators_are_never_written_through_a_planted_symlink(synced, archive: Manifest,
+                                                                tmp_path) -> None:
+    """A symlink planted where a download's validators go (a shared tmp/) is replaced, never
+    followed."""
+    from ccfcache.locks import content_key
+
+    cache = synced
+    name = sorted(archive.full_names())[1]
+    version = cache.current_version(name)
+    target = tmp_path / "victim.txt"
+    target.write_text("keep me")
+    tmp = Path(cache.layout.root) / "tmp"
+    tmp.mkdir(exist_ok=True)
+    (tmp / f"{content_key(version)}.part.json").symlink_to(target)
+    path = cache.fetch([name])[name]
+    assert path.name == cache.current_version(name).xxh3
+    assert target.read_text() == "keep me"
