@@ -135,8 +135,8 @@ class Cache:
                 source.close()
             self._sources = None
         if self._index is not None:
-            self._index.close()
-            self._index = None
+            index, self._index = self._index, None
+            index.close()
 
     def __enter__(self) -> Cache:
         return self

@@ -405,11 +405,14 @@ class Index:
         return bool(rows) and "WHERE" in str(rows[0]["sql"] or "").upper()
 
     def close(self) -> None:
-        """Commit the CIF records still queued (`record_cif_soon`), close the connections."""
+        """Commit the CIF records still queued (`record_cif_soon`), close the connections. A
+        commit that fails raises, once: its records are dropped (the CIFs stay written;
+        `ccfcache pin PATH` records one), so closing again closes quietly."""
         try:
             self.commit_cifs()
         finally:
             with self._lock:
+                self._queued_cifs.clear()
                 if self._cif_timer is not None:
                     self._cif_timer.cancel()
                     self._cif_timer = None

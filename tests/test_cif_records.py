@@ -104,3 +104,18 @@ def test_a_kill_9_with_a_record_queued_leaves_a_usable_cache(synced, tmp_path):
         record = again.pin(out)
         assert record.pinned == 1 and record.path == str(out)
         assert len(again.cifs()) >= 2 and rebuilt.path.is_file()
+
+
+def test_a_record_that_cannot_be_committed_fails_the_close_once(synced, tmp_path):
+    import pytest
+
+    from ccfcache.errors import CacheError
+
+    out = tmp_path / "ccf.cif"
+    synced.cif(OBS, ANAL, out)  # queued
+    aside = synced.layout.db.with_name("aside.sqlite")
+    os.replace(synced.layout.db, aside)  # as `ccfcache doctor --rebuild` moves it
+    with pytest.raises(CacheError, match="replaced"):
+        synced.close()
+    synced.close()  # (closed: nothing left to commit, no sqlite3 error)
+    assert out.is_file()
