@@ -383,12 +383,10 @@ class Cache:
         canonical = [canonical_name(n) for n in names]
         found: dict[str, Version] = {}
         if len(canonical) > 1:
-            wanted = sorted(set(canonical))
-            unread = {row.name for row in self.index.unread_listings(wanted)}
-            for start in range(0, len(wanted), 500):
-                for version in self.index.current_versions(wanted[start:start + 500]):
-                    if version.name not in unread:
-                        found.setdefault(version.name, version)  # newest first per name
+            unread = {row.name for row in self.index.unread_listings(canonical)}
+            for version in self.index.current_versions(canonical):
+                if version.name not in unread:
+                    found.setdefault(version.name, version)  # newest first per name
         return [found.get(n) or self.current_version(n) for n in canonical]
 
     def _index_stamp(self) -> tuple[Any, ...]:

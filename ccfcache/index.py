@@ -169,6 +169,16 @@ def _replaced_error(path: Path) -> CacheError:
                       "doctor --rebuild`?); nothing was written: run the command again")
 
 
+IN_CHUNK = 500  # values bound in one `IN (...)` (SQLite's limit on parameters is 999+)
+
+
+def _in_chunks(values: list[Any]) -> Iterator[tuple[tuple[Any, ...], str]]:
+    """`values` in chunks of IN_CHUNK, each with its `?,?,...` placeholders."""
+    for start in range(0, len(values), IN_CHUNK):
+        chunk = tuple(values[start:start + IN_CHUNK])
+        yield chunk, ",".join("?" * len(chunk))
+
+
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
     text = str(exc).lower()
     return "locked" in text or "busy" in text
@@ -676,17 +686,18 @@ class Index:
 
     def current_versions(self, names: list[str] | None = None) -> list[Version]:
         """Versions some source lists now (one per version, `sources` space-joined), newest
-        SUBDATE first within a name."""
+        SUBDATE first within a name (of these `names`, or all)."""
         sql = (
             "SELECT v.*, group_concat(l.source, ' ') AS sources FROM versions v "
             "JOIN listings l ON l.version_id = v.id "
         )
-        params: tuple[Any, ...] = ()
-        if names is not None:
-            sql += f"WHERE v.name IN ({','.join('?' * len(names))}) "
-            params = tuple(names)
-        sql += "GROUP BY v.id ORDER BY v.name, v.subdate DESC, v.id DESC"
-        return self._versions(sql, params)
+        order = "GROUP BY v.id ORDER BY v.name, v.subdate DESC, v.id DESC"
+        if names is None:
+            return self._versions(sql + order, ())
+        found: list[Version] = []
+        for chunk, marks in _in_chunks(sorted(set(names))):
+            found += self._versions(sql + f"WHERE v.name IN ({marks}) " + order, chunk)
+        return found
 
     def version(self, version_id: int) -> Version:
         """One version by id."""
@@ -788,28 +799,19 @@ class Index:
     def download_routes(self, version_id: int) -> list[ListingSource]:
         """Where a version can be downloaded: every source listing it, with the ETag seen at
         sync and `href`, the file name as that source spells it (None when not recorded)."""
-        try:
-            rows = self._rows("SELECT source, etag, href FROM listings WHERE version_id = ? "
-                              "ORDER BY source", (version_id,))
-        except sqlite3.OperationalError:  # an index from before href, opened read-only
-            rows = self._rows("SELECT source, etag, NULL AS href FROM listings "
-                              "WHERE version_id = ? ORDER BY source", (version_id,))
-        return [ListingSource(r["source"], r["etag"], r["href"]) for r in rows]
+        return self.download_routes_of([version_id]).get(version_id, [])
 
     def download_routes_of(self, version_ids: list[int]) -> dict[int, list[ListingSource]]:
         """`download_routes` of many versions, read together (by version id; a version no
         source lists has no entry)."""
         found: dict[int, list[ListingSource]] = {}
-        for start in range(0, len(version_ids), 500):
-            chunk = version_ids[start:start + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in _in_chunks(version_ids):
             try:
                 rows = self._rows("SELECT version_id, source, etag, href FROM listings WHERE "
-                                  f"version_id IN ({marks}) ORDER BY source", tuple(chunk))
+                                  f"version_id IN ({marks}) ORDER BY source", chunk)
             except sqlite3.OperationalError:  # an index from before href, opened read-only
                 rows = self._rows("SELECT version_id, source, etag, NULL AS href FROM listings"
-                                  f" WHERE version_id IN ({marks}) ORDER BY source",
-                                  tuple(chunk))
+                                  f" WHERE version_id IN ({marks}) ORDER BY source", chunk)
             for r in rows:
                 found.setdefault(r["version_id"], []).append(
                     ListingSource(r["source"], r["etag"], r["href"]))
@@ -1058,11 +1060,9 @@ class Index:
         if names is None:
             rows = self._rows(sql + " ORDER BY l.name, l.source")
         else:
-            wanted = sorted(set(names))
-            for start in range(0, len(wanted), 500):
-                chunk = wanted[start : start + 500]
-                rows += self._rows(sql + f" AND l.name IN ({','.join('?' * len(chunk))}) "
-                                   "ORDER BY l.name, l.source", tuple(chunk))
+            for chunk, marks in _in_chunks(sorted(set(names))):
+                rows += self._rows(sql + f" AND l.name IN ({marks}) ORDER BY l.name, l.source",
+                                   chunk)
         return [ListingUnread(r["source"], r["name"], r["size_hint"], r["mtime"], r["size"],
                               r["href"], r["scope"], r["typeid"], r["issue"]) for r in rows]
 
@@ -1396,11 +1396,9 @@ class Index:
     def names_of_contents(self, xxh3s: list[str]) -> dict[str, list[str]]:
         """The constituent names whose versions have each of these contents."""
         found: dict[str, list[str]] = {h: [] for h in xxh3s}
-        for start in range(0, len(xxh3s), 500):
-            chunk = xxh3s[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in _in_chunks(xxh3s):
             for row in self.query(f"SELECT DISTINCT xxh3, name FROM versions WHERE xxh3 IN "
-                                  f"({marks}) ORDER BY name", tuple(chunk)):
+                                  f"({marks}) ORDER BY name", chunk):
                 found[row["xxh3"]].append(row["name"])
         return found
 
